@@ -1,0 +1,46 @@
+namespace TcpFork;
+
+/// <summary>
+/// What every child does, forked or spawned: reset signals, then run the handler and turn its outcome
+/// into an exit code. (Descriptors are closed by the launcher: by posix_spawn before exec, or by the
+/// fork child itself; never here, where a JIT runtime already has descriptors of its own open.)
+/// </summary>
+internal static unsafe class ChildProcess
+{
+    /// <summary>Prepares this process and runs <paramref name="handler"/>; returns the exit code.</summary>
+    public static int Serve(int fd, long number, ConnectionHandler handler, ServerLog log)
+    {
+        ResetSignals();
+        log.Discard();
+        log.Immediate = true;
+        try
+        {
+            return handler(new Connection(fd, number, log));
+        }
+#pragma warning disable CA1031 // A child reports any failure as its exit status; the parent logs it.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            log.Write($"error: {Interop.GetPid()}: handler failed: {e.GetType().Name}: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>
+    /// Undoes what the parent set up for itself: its blocked signals (signalfd needs them blocked, and a
+    /// blocked mask would survive even an exec) and any disposition. SIGPIPE stays ignored, as in every
+    /// .NET process, so a write to a closed connection is an EPIPE error, not a silent death.
+    /// </summary>
+    public static void ResetSignals()
+    {
+        Interop.Signal(Interop.SIGHUP, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGINT, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGQUIT, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGTERM, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGCHLD, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGPIPE, Interop.SIG_IGN);
+        SigSet none;
+        Interop.SigEmptySet(&none);
+        Interop.PthreadSigMask(Interop.SIG_SETMASK, &none, null);
+    }
+}

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+
+namespace TcpFork;
+
+internal static unsafe partial class Interop
+{
+    internal const int O_CLOEXEC = 0x80000;
+    internal const int O_NONBLOCK = 0x800;
+    internal const int F_GETFD = 1;
+    internal const int F_SETFD = 2;
+    internal const int FD_CLOEXEC = 1;
+
+    [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
+    internal static partial int Close(int fd);
+
+    [LibraryImport(Libc, EntryPoint = "close_range", SetLastError = true)]
+    internal static partial int CloseRange(uint first, uint last, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "pipe2", SetLastError = true)]
+    internal static partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "dup2", SetLastError = true)]
+    internal static partial int Dup2(int oldFd, int newFd);
+
+    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
+    internal static partial int Fcntl(int fd, int cmd, int arg);
+
+    [LibraryImport(Libc, EntryPoint = "read", SetLastError = true)]
+    private static partial nint ReadOnce(int fd, byte* buffer, nuint count);
+
+    [LibraryImport(Libc, EntryPoint = "write", SetLastError = true)]
+    private static partial nint WriteOnce(int fd, byte* buffer, nuint count);
+
+    /// <summary>read(2), retried on EINTR; returns -1 with errno set on failure.</summary>
+    internal static nint Read(int fd, byte* buffer, nuint count)
+    {
+        nint r;
+        while (Retry(r = ReadOnce(fd, buffer, count))) { }
+        return r;
+    }
+
+    /// <summary>Writes all of <paramref name="data"/>, across partial writes and EINTR; false on failure (errno set).</summary>
+    internal static bool WriteAll(int fd, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            nuint done = 0;
+            while (done < (nuint)data.Length)
+            {
+                nint r;
+                while (Retry(r = WriteOnce(fd, p + done, (nuint)data.Length - done))) { }
+                if (r < 0)
+                {
+                    return false;
+                }
+                done += (nuint)r;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Closes every descriptor from 3 up except <paramref name="keep"/>.</summary>
+    internal static void CloseAllAbove2Except(int keep)
+    {
+        if (keep > 3)
+        {
+            CloseRange(3, (uint)keep - 1, 0);
+        }
+        CloseRange((uint)Math.Max(3, keep + 1), uint.MaxValue, 0);
+    }
+}

@@ -1,0 +1,55 @@
+using System.Runtime.InteropServices;
+
+namespace TcpFork;
+
+internal static unsafe partial class Interop
+{
+    internal const int AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10;
+    internal const int SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
+    internal const int SOL_SOCKET = 1, SO_REUSEADDR = 2, IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;
+    internal const int SHUT_WR = 1;
+    internal const int MSG_NOSIGNAL = 0x4000;
+
+    [LibraryImport(Libc, EntryPoint = "socket", SetLastError = true)]
+    internal static partial int Socket(int domain, int type, int protocol);
+
+    [LibraryImport(Libc, EntryPoint = "bind", SetLastError = true)]
+    internal static partial int Bind(int fd, SockAddr* addr, int len);
+
+    [LibraryImport(Libc, EntryPoint = "listen", SetLastError = true)]
+    internal static partial int Listen(int fd, int backlog);
+
+    [LibraryImport(Libc, EntryPoint = "accept4", SetLastError = true)]
+    private static partial int Accept4Once(int fd, SockAddr* addr, int* len, int flags);
+
+    /// <summary>accept4(2), retried on EINTR.</summary>
+    internal static int Accept4(int fd, SockAddr* addr, int* len, int flags)
+    {
+        int r;
+        while (Retry(r = Accept4Once(fd, addr, len, flags))) { }
+        return r;
+    }
+
+    [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
+    internal static partial int SetSockOpt(int fd, int level, int name, int* value, int len);
+
+    [LibraryImport(Libc, EntryPoint = "getsockname", SetLastError = true)]
+    internal static partial int GetSockName(int fd, SockAddr* addr, int* len);
+
+    [LibraryImport(Libc, EntryPoint = "getpeername", SetLastError = true)]
+    internal static partial int GetPeerName(int fd, SockAddr* addr, int* len);
+
+    [LibraryImport(Libc, EntryPoint = "shutdown", SetLastError = true)]
+    internal static partial int Shutdown(int fd, int how);
+
+    [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
+    private static partial nint SendOnce(int fd, byte* buffer, nuint len, int flags);
+
+    /// <summary>send(2) with MSG_NOSIGNAL, retried on EINTR.</summary>
+    internal static nint Send(int fd, byte* buffer, nuint len)
+    {
+        nint r;
+        while (Retry(r = SendOnce(fd, buffer, len, MSG_NOSIGNAL))) { }
+        return r;
+    }
+}

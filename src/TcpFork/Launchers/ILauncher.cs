@@ -1,0 +1,14 @@
+namespace TcpFork;
+
+/// <summary>Creates the child process for one accepted connection.</summary>
+internal interface ILauncher : IDisposable
+{
+    /// <summary>The mode's name for the start-up log line.</summary>
+    string Name { get; }
+
+    /// <summary>
+    /// Starts a child serving <paramref name="fd"/> (which the caller closes afterwards); returns its pid,
+    /// or -1 with <paramref name="error"/> set. Must not allocate: it runs once per connection.
+    /// </summary>
+    int Launch(int fd, long number, out Errno error);
+}

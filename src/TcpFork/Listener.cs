@@ -1,0 +1,91 @@
+namespace TcpFork;
+
+/// <summary>A bound, listening, non-blocking socket.</summary>
+internal sealed unsafe class Listener : IDisposable
+{
+    private Listener(SafeFd fd, SockAddr address, string? unixPath)
+    {
+        Fd = fd;
+        Address = address;
+        _unixPath = unixPath;
+    }
+
+    private readonly string? _unixPath;
+
+    public SafeFd Fd { get; }
+
+    /// <summary>The bound address, with the port the kernel chose for port 0.</summary>
+    public SockAddr Address { get; }
+
+    /// <summary>Binds and listens; throws <see cref="BindException"/> naming the address on failure.</summary>
+    public static Listener Open(SockAddr address, int backlog)
+    {
+        int fd = Interop.Socket(address.Family, Interop.SOCK_STREAM | Interop.SOCK_NONBLOCK | Interop.SOCK_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw new BindException(address, Interop.Error("socket"));
+        }
+        var handle = new SafeFd(fd);
+        try
+        {
+            int one = 1;
+            if (!address.IsUnix)
+            {
+                Interop.SetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_REUSEADDR, &one, sizeof(int));
+            }
+            if (address.Family == Interop.AF_INET6)
+            {
+                // [::]:p and 0.0.0.0:p can then be listened on side by side, as with tcpserver.
+                Interop.SetSockOpt(fd, Interop.IPPROTO_IPV6, Interop.IPV6_V6ONLY, &one, sizeof(int));
+            }
+            SockAddr a = address;
+            if (Interop.Bind(fd, &a, a.Length) < 0)
+            {
+                throw new BindException(address, Interop.Error("bind"));
+            }
+            if (Interop.Listen(fd, backlog) < 0)
+            {
+                throw new BindException(address, Interop.Error("listen"));
+            }
+            SockAddr bound = default;
+            int len = SockAddr.Capacity;
+            Interop.Check(Interop.GetSockName(fd, &bound, &len), "getsockname");
+            bound.Length = len;
+            string? path = address.IsUnix ? System.Text.Encoding.UTF8.GetString(address.AddressBytes) : null;
+            return new Listener(handle, bound, path);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Fd.Dispose();
+        if (_unixPath is not null)
+        {
+            try
+            {
+                File.Delete(_unixPath);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}
+
+/// <summary>A listener could not be opened: the address and the reason (e.g. address in use).</summary>
+public sealed class BindException : IOException
+{
+    internal BindException(SockAddr address, SystemCallException inner)
+        : base($"unable to bind {address}: {SystemCallException.Describe(inner.Errno)}", inner)
+    {
+        Errno = inner.Errno;
+    }
+
+    /// <summary>The errno of the failed call.</summary>
+    public int Errno { get; }
+}

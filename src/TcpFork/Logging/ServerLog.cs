@@ -1,0 +1,136 @@
+using System.Text.Unicode;
+
+namespace TcpFork;
+
+/// <summary>How much tcpfork writes to stderr.</summary>
+public enum LogLevel
+{
+    /// <summary>Errors and fatal errors only (<c>-q</c>).</summary>
+    Quiet,
+
+    /// <summary>Start, stop, status, one line when a child starts and one when it ends.</summary>
+    Normal,
+
+    /// <summary>Also each child's progress lines (<c>-v</c>).</summary>
+    Verbose,
+}
+
+/// <summary>
+/// The event log on stderr: one event a line, each beginning <c>tcpfork: </c>, fixed formats listed in
+/// docs/logging.md. Lines are formatted into one preallocated buffer and written with write(2):
+/// nothing here allocates, so the parent can log every connection and still allocate 0 bytes.
+/// The parent flushes once per loop turn and before every fork; a child writes each line at once.
+/// </summary>
+internal sealed class ServerLog
+{
+    private const int FlushAt = 48 * 1024;
+    private readonly byte[] _buffer = GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
+    private int _length;
+    private readonly int _fd;
+
+    public ServerLog(LogLevel level, int fd = 2)
+    {
+        Level = level;
+        _fd = fd;
+    }
+
+    public LogLevel Level { get; }
+
+    /// <summary>True in a child: every line goes out as it is written.</summary>
+    public bool Immediate { get; set; }
+
+    public bool IsNormal => Level >= LogLevel.Normal;
+
+    public bool IsVerbose => Level >= LogLevel.Verbose;
+
+    /// <summary>Space to format the next line into (after the <c>tcpfork: </c> prefix).</summary>
+    private Span<byte> Begin()
+    {
+        if (_length > FlushAt)
+        {
+            Flush();
+        }
+        "tcpfork: "u8.CopyTo(_buffer.AsSpan(_length));
+        return _buffer.AsSpan(_length + 9, _buffer.Length - _length - 10);
+    }
+
+    private void Commit(bool formatted, int written)
+    {
+        if (!formatted)
+        {
+            "(line too long)"u8.CopyTo(_buffer.AsSpan(_length + 9));
+            written = 15;
+        }
+        _length += 9 + written;
+        _buffer[_length++] = (byte)'\n';
+        if (Immediate)
+        {
+            Flush();
+        }
+    }
+
+    public void Flush()
+    {
+        if (_length > 0)
+        {
+            Interop.WriteAll(_fd, _buffer.AsSpan(0, _length));
+            _length = 0;
+        }
+    }
+
+    /// <summary>Drops whatever the parent had not yet written (a new child must not repeat it).</summary>
+    public void Discard() => _length = 0;
+
+    /// <summary>Writes one line, formatted straight into the buffer: <c>log.Write($"end {pid} status {s}")</c>.</summary>
+    public void Write([System.Runtime.CompilerServices.InterpolatedStringHandlerArgument("")] ref LineHandler line) => line.Finish();
+
+    /// <summary>Writes a line that is already text (start-up and rare events).</summary>
+    public void Write(string text)
+    {
+        Span<byte> dest = Begin();
+        bool ok = Utf8.TryWrite(dest, $"{text}", out int written);
+        Commit(ok, written);
+    }
+
+    /// <summary>Formats one line straight into the log buffer; see <see cref="Write(ref LineHandler)"/>.</summary>
+    [System.Runtime.CompilerServices.InterpolatedStringHandler]
+    public ref struct LineHandler
+    {
+        private readonly ServerLog _log;
+        private Utf8.TryWriteInterpolatedStringHandler _inner;
+        private readonly Span<byte> _dest;
+
+        public LineHandler(int literalLength, int formattedCount, ServerLog log, out bool shouldAppend)
+        {
+            _log = log;
+            _dest = log.Begin();
+            _inner = new Utf8.TryWriteInterpolatedStringHandler(literalLength, formattedCount, _dest, out shouldAppend);
+            _pending = true;
+        }
+
+        private bool _pending;
+
+        public bool AppendLiteral(string s) => _inner.AppendLiteral(s);
+
+        public bool AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+
+        public bool AppendFormatted<T>(T value, string? format) => _inner.AppendFormatted(value, format);
+
+        public bool AppendFormatted(scoped ReadOnlySpan<byte> utf8) => _inner.AppendFormatted(utf8);
+
+        public bool AppendFormatted(scoped ReadOnlySpan<char> s) => _inner.AppendFormatted(s);
+
+        public bool AppendFormatted(string? s) => _inner.AppendFormatted(s);
+
+        /// <summary>Commits the formatted line to the buffer.</summary>
+        internal void Finish()
+        {
+            if (_pending)
+            {
+                bool ok = Utf8.TryWrite(_dest, ref _inner, out int written);
+                _log.Commit(ok, written);
+                _pending = false;
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+namespace TcpFork;
+
+/// <summary>
+/// The parent: one thread, one epoll loop over the listeners and a signalfd, with its timers as the
+/// epoll timeout. Per connection: accept → launch → record → close; per child exit: reap → log →
+/// resume. Everything is allocated before the first connection (tables sized by the connection
+/// limit, one log buffer), so the loop itself allocates nothing; docs/fork-safety.md says why that
+/// matters and tests/ParentInvariantTests hold it.
+/// </summary>
+internal sealed unsafe class ParentLoop : IDisposable
+{
+    private const ulong SignalTag = ulong.MaxValue;
+    private const int AcceptBatch = 64;
+
+    private enum Phase { Serving, Draining, Terminating, Killing, Done }
+
+    private readonly Listener[] _listeners;
+    private readonly ILauncher _launcher;
+    private readonly ServerLog _log;
+    private readonly TcpForkServerOptions _options;
+    private readonly ChildTable _children;
+    private readonly SafeFd _epoll;
+    private readonly SafeFd _signals;
+    private readonly EpollEvent[] _events = GC.AllocateArray<EpollEvent>(32, pinned: true);
+    private readonly byte[] _signalInfo = GC.AllocateArray<byte>(Interop.SignalFdInfoSize * 8, pinned: true);
+    private SigSet _handledSignals;
+
+    private Phase _phase;
+    private long _phaseDeadline;
+    private bool _polling;
+    private long _resumeAt;
+    private long _served;
+    private long _drained, _terminated, _killed;
+
+    public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options)
+    {
+        _listeners = listeners;
+        _launcher = launcher;
+        _log = log;
+        _options = options;
+        _children = new ChildTable(options.MaxConnections);
+
+        SigSet set;
+        Interop.SigEmptySet(&set);
+        Interop.SigAddSet(&set, Interop.SIGCHLD);
+        Interop.SigAddSet(&set, Interop.SIGTERM);
+        Interop.SigAddSet(&set, Interop.SIGINT);
+        Interop.SigAddSet(&set, Interop.SIGHUP);
+        _handledSignals = set;
+        SignalMask.Block();
+        _signals = new SafeFd((int)Interop.Check(Interop.SignalFd(-1, &set, Interop.SFD_NONBLOCK | Interop.SFD_CLOEXEC), "signalfd"));
+        _epoll = new SafeFd((int)Interop.Check(Interop.EpollCreate1(Interop.EPOLL_CLOEXEC), "epoll_create1"));
+        EpollEvent ev = new() { Events = Interop.EPOLLIN, Data = SignalTag };
+        Interop.Check(Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, _signals.Fd, &ev), "epoll_ctl");
+    }
+
+    /// <summary>Bytes this thread has allocated so far; the HUP stats line reports it.</summary>
+    private static long Allocated => GC.GetAllocatedBytesForCurrentThread();
+
+    /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
+    public int Run()
+    {
+        SetPolling(true);
+        while (_phase != Phase.Done)
+        {
+            WaitAndDispatch();
+            RunTimers();
+            _log.Flush();
+        }
+        if (_log.IsNormal)
+        {
+            _log.Write($"exit: {_served} connections; {_drained} drained, {_terminated} terminated, {_killed} killed");
+        }
+        _log.Flush();
+        return 0;
+    }
+
+    private void WaitAndDispatch()
+    {
+        int n;
+        fixed (EpollEvent* events = _events)
+        {
+            while (Interop.Retry(n = Interop.EpollWait(_epoll.Fd, events, _events.Length, NextTimeout()))) { }
+        }
+        if (n < 0)
+        {
+            Interop.Throw("epoll_wait");
+        }
+        for (int i = 0; i < n; i++)
+        {
+            ulong tag = _events[i].Data;
+            if (tag == SignalTag)
+            {
+                ReadSignals();
+            }
+            else if (_polling)
+            {
+                AcceptFrom(_listeners[(int)tag]);
+            }
+        }
+    }
+
+    private void ReadSignals()
+    {
+        fixed (byte* info = _signalInfo)
+        {
+            nint n;
+            while ((n = Interop.Read(_signals.Fd, info, (nuint)_signalInfo.Length)) > 0)
+            {
+                for (nint off = 0; off + Interop.SignalFdInfoSize <= n; off += Interop.SignalFdInfoSize)
+                {
+                    OnSignal(*(int*)(info + off));
+                }
+            }
+        }
+    }
+
+    /// <summary>Every signal the parent acts on, in one place.</summary>
+    private void OnSignal(int signal)
+    {
+        switch (signal)
+        {
+            case Interop.SIGCHLD:
+                ReapChildren();
+                break;
+            case Interop.SIGTERM:
+            case Interop.SIGINT:
+                Stop(signal);
+                break;
+            case Interop.SIGHUP:
+                _log.Write($"stats: connections {_served} active {_children.Count} allocated {Allocated} gc {GC.CollectionCount(0)}");
+                break;
+        }
+    }
+
+    private void AcceptFrom(Listener listener)
+    {
+        for (int i = 0; i < AcceptBatch && _polling; i++)
+        {
+            SockAddr peer = default;
+            int len = SockAddr.Capacity;
+            int fd = Interop.Accept4(listener.Fd.Fd, &peer, &len, Interop.SOCK_CLOEXEC);
+            if (fd < 0)
+            {
+                OnAcceptError(Interop.LastError);
+                return;
+            }
+            peer.Length = len;
+            Launch(fd, peer);
+        }
+    }
+
+    private void OnAcceptError(Errno error)
+    {
+        switch (error)
+        {
+            case Errno.EAGAIN:
+                return;
+            case Errno.EMFILE or Errno.ENFILE or Errno.ENOBUFS or Errno.ENOMEM:
+                _log.Write($"warning: accept: {Interop.ErrorText(error)}; pausing {_options.ErrorBackoff.TotalMilliseconds} ms");
+                BackOff();
+                return;
+            default:
+                // ECONNABORTED, EPROTO, network errors: that connection is gone; the next is fine.
+                if (_log.IsNormal)
+                {
+                    _log.Write($"warning: accept: {Interop.ErrorText(error)}");
+                }
+                return;
+        }
+    }
+
+    private void Launch(int fd, in SockAddr peer)
+    {
+        long number = ++_served;
+        int pid = _launcher.Launch(fd, number, out Errno error);
+        Interop.Close(fd);
+        if (pid < 0)
+        {
+            _log.Write($"warning: unable to {_launcher.Name}: {Interop.ErrorText(error)}; closed connection from {peer}");
+            BackOff();
+            return;
+        }
+        _children.Add(pid, peer, Environment.TickCount64);
+        if (_log.IsNormal)
+        {
+            _log.Write($"pid {pid} from {peer}");
+            _log.Write($"status: {_children.Count}/{_children.Capacity}");
+        }
+        if (_children.IsFull)
+        {
+            SetPolling(false);
+        }
+    }
+
+    private void ReapChildren()
+    {
+        int status, pid;
+        while ((pid = Interop.WaitPid(-1, &status, Interop.WNOHANG)) > 0)
+        {
+            if (!_children.Remove(pid, out _, out _))
+            {
+                continue;
+            }
+            if (_phase == Phase.Draining)
+            {
+                _drained++;
+            }
+            if (_log.IsNormal)
+            {
+                LogEnd(pid, status);
+                _log.Write($"status: {_children.Count}/{_children.Capacity}");
+            }
+        }
+        if (_phase != Phase.Serving && _children.Count == 0)
+        {
+            _phase = Phase.Done;
+        }
+        else if (!_polling && CanAccept())
+        {
+            SetPolling(true);
+        }
+    }
+
+    private void LogEnd(int pid, int status)
+    {
+        int signal = status & 0x7f;
+        if (signal == 0)
+        {
+            _log.Write($"end {pid} status {(status >> 8) & 0xff}");
+            return;
+        }
+        Span<byte> name = stackalloc byte[32];
+        name = name[..Interop.SignalName(signal, name)];
+        _log.Write($"end {pid} signal {name}");
+    }
+
+    private bool CanAccept() => _phase == Phase.Serving && !_children.IsFull && Environment.TickCount64 >= _resumeAt;
+
+    private void BackOff()
+    {
+        _resumeAt = Environment.TickCount64 + (long)_options.ErrorBackoff.TotalMilliseconds;
+        SetPolling(false);
+    }
+
+    /// <summary>Adds or removes the listeners from epoll: while full or backing off, clients wait in the backlog.</summary>
+    private void SetPolling(bool on)
+    {
+        if (on == _polling)
+        {
+            return;
+        }
+        for (int i = 0; i < _listeners.Length; i++)
+        {
+            EpollEvent ev = new() { Events = Interop.EPOLLIN, Data = (ulong)i };
+            Interop.Check(Interop.EpollCtl(_epoll.Fd, on ? Interop.EPOLL_CTL_ADD : Interop.EPOLL_CTL_DEL, _listeners[i].Fd.Fd, &ev), "epoll_ctl");
+        }
+        _polling = on;
+    }
+
+    /// <summary>SIGTERM/SIGINT: stop listening and drain; a second one moves on to terminating the children.</summary>
+    private void Stop(int signal)
+    {
+        Span<byte> name = stackalloc byte[32];
+        name = name[..Interop.SignalName(signal, name)];
+        if (_phase == Phase.Serving)
+        {
+            SetPolling(false);
+            foreach (Listener l in _listeners)
+            {
+                l.Dispose();
+            }
+            _phase = Phase.Draining;
+            _phaseDeadline = Environment.TickCount64 + (long)_options.DrainTimeout.TotalMilliseconds;
+            _log.Write($"stop: {name}; draining {_children.Count} connections for up to {_options.DrainTimeout.TotalSeconds} s");
+            if (_children.Count == 0)
+            {
+                _phase = Phase.Done;
+            }
+        }
+        else if (_phase == Phase.Draining)
+        {
+            _log.Write($"stop: {name} again; terminating {_children.Count} connections");
+            _phaseDeadline = 0;
+        }
+    }
+
+    private void RunTimers()
+    {
+        long now = Environment.TickCount64;
+        if (!_polling && CanAccept())
+        {
+            SetPolling(true);
+        }
+        if (_phaseDeadline == 0 && _phase is Phase.Serving or Phase.Killing or Phase.Done)
+        {
+            return;
+        }
+        if (now < _phaseDeadline)
+        {
+            return;
+        }
+        switch (_phase)
+        {
+            case Phase.Draining:
+                _terminated = _children.SignalAll(Interop.SIGTERM);
+                _log.Write($"stop: drain timeout; sent SIGTERM to {_terminated} children");
+                _phase = Phase.Terminating;
+                _phaseDeadline = now + (long)_options.KillGrace.TotalMilliseconds;
+                break;
+            case Phase.Terminating:
+                _killed = _children.SignalAll(Interop.SIGKILL);
+                _terminated -= _killed;
+                _log.Write($"stop: grace period over; sent SIGKILL to {_killed} children");
+                _phase = Phase.Killing;
+                _phaseDeadline = 0;
+                break;
+        }
+    }
+
+    /// <summary>Milliseconds until the next timer, or -1 for none.</summary>
+    private int NextTimeout()
+    {
+        long now = Environment.TickCount64;
+        long next = long.MaxValue;
+        if (!_polling && _phase == Phase.Serving && !_children.IsFull)
+        {
+            next = _resumeAt;
+        }
+        if (_phase is Phase.Draining or Phase.Terminating)
+        {
+            next = Math.Min(next, _phaseDeadline);
+        }
+        return next == long.MaxValue ? -1 : (int)Math.Clamp(next - now, 0, int.MaxValue);
+    }
+
+    public void Dispose()
+    {
+        foreach (Listener l in _listeners)
+        {
+            l.Dispose();
+        }
+        _epoll.Dispose();
+        _signals.Dispose();
+        _launcher.Dispose();
+        fixed (SigSet* set = &_handledSignals)
+        {
+            Interop.PthreadSigMask(Interop.SIG_UNBLOCK, set, null);
+        }
+    }
+}

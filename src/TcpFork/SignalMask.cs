@@ -1,0 +1,81 @@
+using System.Globalization;
+
+namespace TcpFork;
+
+/// <summary>
+/// The parent reads CHLD, TERM, INT and HUP from a signalfd, which only works if no thread of the
+/// process leaves them unblocked: a process-directed signal goes to any thread that does not block
+/// it, and SIGTERM's default action there ends the whole process. The runtime starts threads of its
+/// own (NativeAOT's finalizer) before Main, with the mask they inherited from the exec'ing process.
+/// So when some thread does not block them, the parent blocks them and executes itself again, once:
+/// a signal mask survives execve(2), and every runtime thread is then born with it. Same pid, same
+/// arguments, same descriptors.
+/// </summary>
+internal static unsafe class SignalMask
+{
+    public const string ReexecVariable = "TCPFORK_SIGNALS_BLOCKED";
+
+    /// <summary>The signals the parent handles, as a SigBlk bit mask.</summary>
+    private const ulong Handled = (1UL << (Interop.SIGCHLD - 1)) | (1UL << (Interop.SIGTERM - 1))
+                                | (1UL << (Interop.SIGINT - 1)) | (1UL << (Interop.SIGHUP - 1));
+
+    /// <summary>
+    /// Returns when every thread blocks the parent's signals; otherwise re-executes this program with
+    /// them blocked (and does not return). Returns the name of a thread that still does not block them
+    /// after a re-exec, or null.
+    /// </summary>
+    public static string? EnsureBlockedEverywhere()
+    {
+        string? open = FirstThreadNotBlocking();
+        bool again = Environment.GetEnvironmentVariable(ReexecVariable) is not null;
+        Environment.SetEnvironmentVariable(ReexecVariable, null);
+        if (open is null || again)
+        {
+            return open;
+        }
+        Block();
+        using NativeCommand self = NativeCommand.ThisProgram([ReexecVariable], [$"{ReexecVariable}=1"]);
+        Interop.Execve(self.Path, self.Argv, self.Envp);
+        throw Interop.Error("execve");
+    }
+
+    /// <summary>Blocks the parent's signals in the calling thread.</summary>
+    public static void Block()
+    {
+        SigSet set;
+        Interop.SigEmptySet(&set);
+        Interop.SigAddSet(&set, Interop.SIGCHLD);
+        Interop.SigAddSet(&set, Interop.SIGTERM);
+        Interop.SigAddSet(&set, Interop.SIGINT);
+        Interop.SigAddSet(&set, Interop.SIGHUP);
+        Interop.PthreadSigMask(Interop.SIG_BLOCK, &set, null);
+    }
+
+    /// <summary>The name of a thread of this process that leaves one of the handled signals unblocked, or null.</summary>
+    public static string? FirstThreadNotBlocking()
+    {
+        foreach (string task in Directory.GetDirectories("/proc/self/task"))
+        {
+            ulong blocked = 0;
+            try
+            {
+                foreach (string line in File.ReadLines(Path.Combine(task, "status")))
+                {
+                    if (line.StartsWith("SigBlk:", StringComparison.Ordinal))
+                    {
+                        blocked = ulong.Parse(line.AsSpan(7).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                    }
+                }
+            }
+            catch (IOException)
+            {
+                continue; // the thread ended
+            }
+            if ((blocked & Handled) != Handled)
+            {
+                return File.ReadAllText(Path.Combine(task, "comm")).Trim();
+            }
+        }
+        return null;
+    }
+}

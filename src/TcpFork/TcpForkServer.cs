@@ -1,0 +1,104 @@
+using System.Runtime.CompilerServices;
+
+namespace TcpFork;
+
+/// <summary>
+/// A process-per-connection TCP server. The parent accepts; each connection is served by
+/// <c>handler</c> in a process of its own, created by fork(2) under NativeAOT or by posix_spawn(3) of
+/// this same program everywhere else (see <see cref="ProcessMode"/>). In spawn mode the child runs the
+/// program's <c>Main</c> again, reaches <see cref="Run"/> and serves its one connection there: so build
+/// the server the same way on every run.
+/// </summary>
+public sealed class TcpForkServer
+{
+    private readonly ConnectionHandler _handler;
+    private readonly TcpForkServerOptions _options;
+
+    /// <summary>Creates a server that runs <paramref name="handler"/> for every connection.</summary>
+    public TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        _handler = handler;
+        _options = options ?? new TcpForkServerOptions();
+    }
+
+    /// <summary>True where fork mode is safe: NativeAOT (no JIT) on Linux. See docs/fork-safety.md.</summary>
+    public static bool IsForkSupported { get; } = OperatingSystem.IsLinux() && IsNativeAot();
+
+    /// <summary>
+    /// True only without a JIT. <see cref="RuntimeFeature.IsDynamicCodeSupported"/> alone is not
+    /// enough: PublishAot=true sets it false in JIT builds too (to make them behave like AOT), and
+    /// forking there crashes. The JIT's own count of compiled methods is 0 only under NativeAOT.
+    /// </summary>
+    private static bool IsNativeAot() =>
+        !RuntimeFeature.IsDynamicCodeSupported && System.Runtime.JitInfo.GetCompiledMethodCount() == 0;
+
+    /// <summary>The mode <paramref name="requested"/> resolves to here; throws <see cref="NotSupportedException"/> for fork under JIT.</summary>
+    public static ProcessMode ResolveMode(ProcessMode requested) => requested switch
+    {
+        ProcessMode.Auto => IsForkSupported ? ProcessMode.Fork : ProcessMode.Spawn,
+        ProcessMode.Fork when !IsForkSupported => throw new NotSupportedException(
+            "fork mode needs the NativeAOT build: fork() without exec is unsafe under the JIT runtime (see docs/fork-safety.md); " +
+            "publish with -p:PublishAot=true, or use --mode spawn"),
+        _ => requested,
+    };
+
+    /// <summary>
+    /// Listens and serves until SIGTERM or SIGINT has drained the children, then returns 0. In a spawned
+    /// child it serves the inherited connection instead and returns the handler's exit code.
+    /// Throws <see cref="BindException"/> when a listener cannot be opened.
+    /// </summary>
+    public int Run()
+    {
+        var log = new ServerLog(_options.LogLevel);
+        if (ChildRole.TryTake(out int fd, out long number))
+        {
+            return ChildProcess.Serve(fd, number, _handler, log);
+        }
+        _options.Validate();
+        ProcessMode mode = ResolveMode(_options.Mode);
+        string? unblocked = SignalMask.EnsureBlockedEverywhere();
+        if (unblocked is not null)
+        {
+            log.Write($"warning: thread '{unblocked}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
+        }
+        IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
+        SockAddr[] resolved = addresses.SelectMany(a => a.Resolve()).ToArray();
+        var listeners = new List<Listener>();
+        try
+        {
+            foreach (SockAddr a in resolved)
+            {
+                listeners.Add(Listener.Open(a, _options.Backlog));
+            }
+        }
+        catch
+        {
+            listeners.ForEach(l => l.Dispose());
+            throw;
+        }
+        ILauncher launcher = mode == ProcessMode.Fork ? new ForkLauncher(_handler, log) : new SpawnLauncher();
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options);
+        Announce(listeners, launcher, log);
+        return loop.Run();
+    }
+
+    private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
+    {
+        if (_options.AnnounceListening)
+        {
+            foreach (Listener l in listeners)
+            {
+                // Straight to fd 1 with write(2): seen at once even when stdout is a pipe or a file.
+                Interop.WriteAll(1, System.Text.Encoding.UTF8.GetBytes(
+                    l.Address.IsUnix ? $"Listening for connections on {l.Address}\n" : $"Listening for connections on port {l.Address.Port}\n"));
+            }
+        }
+        if (log.IsNormal)
+        {
+            string where = string.Join(' ', listeners.Select(l => l.Address.ToString()));
+            log.Write($"start: pid {Interop.GetPid()} mode {launcher.Name} listen {where} max-connections {_options.MaxConnections} backlog {_options.Backlog}");
+            log.Flush();
+        }
+    }
+}

@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using TcpFork;
+using TcpFork.Cli;
+
+// tcpfork: a process-per-connection TCP server. Exit codes: 0 ok, 1 fatal runtime error, 2 usage error.
+return Cli.Run(args);
+
+namespace TcpFork.Cli
+{
+    internal static class Cli
+    {
+        public const int Ok = 0, Fatal = 1, Usage = 2;
+
+        public static int Run(string[] args)
+        {
+            RootCommand root = new("tcpfork: a process-per-connection TCP server; every connection runs in its own process.")
+            {
+                EchoCommand.Create(),
+            };
+            ParseResult parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+            {
+                return UsageError(parsed.Errors[0].Message);
+            }
+            try
+            {
+                return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
+            }
+            catch (UsageException e)
+            {
+                return UsageError(e.Message);
+            }
+            catch (BindException e)
+            {
+                return FatalError(e.Message);
+            }
+            catch (SystemCallException e)
+            {
+                return FatalError(e.Message);
+            }
+        }
+
+        public static int UsageError(string reason)
+        {
+            Console.Error.WriteLine($"tcpfork: usage: {reason} (see 'tcpfork --help')");
+            return Usage;
+        }
+
+        public static int FatalError(string reason)
+        {
+            Console.Error.WriteLine($"tcpfork: fatal: {reason}");
+            return Fatal;
+        }
+    }
+
+    /// <summary>Bad input found after parsing (e.g. an unknown host): exit 2.</summary>
+    internal sealed class UsageException(string message, Exception? inner = null) : Exception(message, inner);
+}
