@@ -272,7 +272,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             }
             _phase = Phase.Draining;
             _phaseDeadline = Environment.TickCount64 + (long)_options.DrainTimeout.TotalMilliseconds;
-            _log.Write($"stop: {name}; draining {_children.Count} connections for up to {_options.DrainTimeout.TotalSeconds} s");
+            if (_log.IsNormal)
+            {
+                _log.Write($"stop: {name}; draining {_children.Count} connections for up to {_options.DrainTimeout.TotalSeconds} s");
+            }
             if (_children.Count == 0)
             {
                 _phase = Phase.Done;
@@ -280,7 +283,10 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
         else if (_phase == Phase.Draining)
         {
-            _log.Write($"stop: {name} again; terminating {_children.Count} connections");
+            if (_log.IsNormal)
+            {
+                _log.Write($"stop: {name} again; terminating {_children.Count} connections");
+            }
             _phaseDeadline = 0;
         }
     }

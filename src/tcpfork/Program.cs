@@ -43,7 +43,9 @@ namespace TcpFork.Cli
 
         public static int UsageError(string reason)
         {
-            Console.Error.WriteLine($"tcpfork: usage: {reason} (see 'tcpfork --help')");
+            // One line, whatever the parser wrote (its enum errors list the choices on lines of their own).
+            string oneLine = string.Join(", ", reason.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            Console.Error.WriteLine($"tcpfork: usage: {oneLine} (see 'tcpfork --help')");
             return Usage;
         }
 

@@ -25,25 +25,22 @@ internal sealed class ServerOptionsBinder
     private readonly Option<int> _backlog = Ranged("--backlog", "listen(2) backlog.", 1024, 1, 65535);
     private readonly Option<double> _drainTimeout = new("--drain-timeout")
     {
-        Description = "Seconds SIGTERM/SIGINT waits for connections to finish before terminating them.",
+        Description = "Seconds SIGTERM/SIGINT waits for connections to finish before terminating them. Default 10.",
         DefaultValueFactory = _ => 10,
         HelpName = "SECONDS",
+        CustomParser = r =>
+        {
+            string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+            if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || !(v >= 0 && v <= 86400))
+            {
+                r.AddError($"--drain-timeout must be from 0 to 86400 seconds, not '{text}'");
+            }
+            return v;
+        },
     };
 
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each child's progress." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log errors only." };
-
-    public ServerOptionsBinder()
-    {
-        _drainTimeout.Validators.Add(r =>
-        {
-            double v = r.GetValueOrDefault<double>();
-            if (!(v >= 0 && v <= 86400))
-            {
-                r.AddError($"--drain-timeout must be from 0 to 86400 seconds, not {v}");
-            }
-        });
-    }
 
     public void AddTo(Command command)
     {
@@ -97,17 +94,19 @@ internal sealed class ServerOptionsBinder
         return [.. list];
     }
 
-    private static Option<int> Ranged(string name, string description, int defaultValue, int min, int max)
+    private static Option<int> Ranged(string name, string description, int defaultValue, int min, int max) => new(name)
     {
-        var o = new Option<int>(name) { Description = $"{description} Default {defaultValue}.", DefaultValueFactory = _ => defaultValue, HelpName = "N" };
-        o.Validators.Add(r =>
+        Description = $"{description} Default {defaultValue}.",
+        DefaultValueFactory = _ => defaultValue,
+        HelpName = "N",
+        CustomParser = r =>
         {
-            int v = r.GetValueOrDefault<int>();
-            if (v < min || v > max)
+            string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+            if (!int.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int v) || v < min || v > max)
             {
-                r.AddError($"{name} must be from {min} to {max}, not {v}");
+                r.AddError($"{name} must be from {min} to {max}, not '{text}'");
             }
-        });
-        return o;
-    }
+            return v;
+        },
+    };
 }

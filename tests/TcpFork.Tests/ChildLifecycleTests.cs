@@ -1,0 +1,172 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+
+namespace TcpFork.Tests;
+
+/// <summary>What happens to children: their descriptors and signals, their deaths, the limit, the drain.</summary>
+public class ChildLifecycleTests
+{
+    public static TheoryData<Flavor> Flavors() => new(Enum.GetValues<Flavor>());
+
+    public static TheoryData<Flavor> AotFlavors() => new(Flavor.AotFork, Flavor.AotSpawn);
+
+    /// <summary>The pid of the child serving the connection whose client port is <paramref name="s"/>'s.</summary>
+    private static int ChildOf(ServerProcess server, Socket s)
+    {
+        int clientPort = ((System.Net.IPEndPoint)s.LocalEndPoint!).Port;
+        string line = server.WaitForLog($@"^tcpfork: pid \d+ from 127\.0\.0\.1:{clientPort}$");
+        return int.Parse(Regex.Match(line, @"pid (\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    [Theory]
+    [MemberData(nameof(Flavors))]
+    public async Task A_child_holds_only_0_1_2_and_its_connection_and_blocks_no_signal(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor);
+        using Socket s = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(s, "x"u8.ToArray());
+        int child = ChildOf(server, s);
+
+        Dictionary<int, string> fds = Descriptors(child);
+        string connection = $"socket:[{ServerSideInode(server.Port, ((System.Net.IPEndPoint)s.LocalEndPoint!).Port)}]";
+        // What the parent holds beyond stdio (a JIT runtime keeps copies of 0-2 higher up, in every process).
+        HashSet<string> parents = Descriptors(server.Pid).Where(kv => kv.Key > 2).Select(kv => kv.Value)
+            .Except(fds.Where(kv => kv.Key <= 2).Select(kv => kv.Value)).ToHashSet();
+        string listing = string.Join(", ", fds.Select(kv => $"{kv.Key}->{kv.Value}"));
+        Assert.Contains(connection, fds.Values);
+        if (flavor == Flavor.AotFork)
+        {
+            // Forked: 0, 1, 2, the connection and the echo handler's own splice pipe (two ends of one pipe).
+            var above2 = fds.Where(kv => kv.Key > 2).Select(kv => kv.Value).Where(v => v != connection).ToList();
+            Assert.True(above2.Count is 0 or 2 && above2.All(v => v.StartsWith("pipe:", StringComparison.Ordinal)) && above2.Distinct().Count() <= 1, listing);
+        }
+        else
+        {
+            // Spawned: the connection on 3; the child's own runtime opens files of its own, but nothing the parent holds.
+            Assert.Equal(connection, fds[3]);
+        }
+        // Sockets and pipes carry their inode, so the same text means the same object: none may be the parent's.
+        Assert.All(fds.Where(kv => kv.Key > 2 && Regex.IsMatch(kv.Value, @"^(socket|pipe):\[\d+\]$")),
+            kv => Assert.False(parents.Contains(kv.Value), $"inherited {kv.Value}: {listing}"));
+        Assert.Equal("0000000000000000", Native.StatusField(child, "SigBlk"));
+    }
+
+    private static Dictionary<int, string> Descriptors(int pid) => Directory.GetFiles($"/proc/{pid}/fd").ToDictionary(
+        f => int.Parse(Path.GetFileName(f), CultureInfo.InvariantCulture), f => new FileInfo(f).LinkTarget ?? "");
+
+    /// <summary>The inode of the server's end of a connection, from /proc/net/tcp (local port, remote port).</summary>
+    private static string ServerSideInode(int serverPort, int clientPort)
+    {
+        string local = $":{serverPort:X4}", remote = $":{clientPort:X4}";
+        foreach (string line in File.ReadLines("/proc/net/tcp").Skip(1))
+        {
+            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f[1].EndsWith(local, StringComparison.Ordinal) && f[2].EndsWith(remote, StringComparison.Ordinal))
+            {
+                return f[9];
+            }
+        }
+        throw new InvalidOperationException($"no /proc/net/tcp entry for {serverPort} <- {clientPort}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Flavors))]
+    public async Task A_child_killed_with_SIGKILL_is_logged_and_the_server_keeps_serving(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor);
+        using (Socket s = EchoClient.Connect(server.Port))
+        {
+            await EchoClient.RoundTripAsync(s, "before"u8.ToArray());
+            int child = ChildOf(server, s);
+            Assert.Equal(0, Native.Kill(child, Native.SIGKILL));
+            server.WaitForLog($@"^tcpfork: end {child} signal SIGKILL$");
+        }
+        Assert.Equal("after"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "after"u8.ToArray()));
+    }
+
+    [Theory]
+    [MemberData(nameof(AotFlavors))]
+    public async Task At_max_connections_a_third_client_waits_until_one_closes(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--max-connections", "2");
+        using Socket a = EchoClient.Connect(server.Port);
+        using Socket b = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(a, "a"u8.ToArray());
+        await EchoClient.RoundTripAsync(b, "b"u8.ToArray());
+        server.WaitForLog("^tcpfork: status: 2/2$");
+
+        using Socket c = EchoClient.Connect(server.Port); // completes in the kernel's backlog
+        Task<byte[]> third = EchoClient.RoundTripAsync(c, "c"u8.ToArray());
+        await Task.Delay(1000);
+        Assert.False(third.IsCompleted, "the third client was served while two connections were open");
+        Assert.Equal(2, Native.Children(server.Pid).Count);
+
+        Assert.Equal("A"u8.ToArray(), await EchoClient.ExchangeAsync(a, "A"u8.ToArray()));
+        Assert.Equal("c"u8.ToArray(), await third.WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Equal("B"u8.ToArray(), await EchoClient.ExchangeAsync(b, "B"u8.ToArray()));
+        Assert.Equal("C"u8.ToArray(), await EchoClient.ExchangeAsync(c, "C"u8.ToArray()));
+    }
+
+    [Theory]
+    [MemberData(nameof(Flavors))]
+    public async Task SIGTERM_lets_a_connection_in_flight_finish_then_exits_0_with_no_children(Flavor flavor)
+    {
+        ServerProcess server = ServerProcess.StartEcho(flavor);
+        using (server)
+        {
+            using Socket s = EchoClient.Connect(server.Port);
+            await EchoClient.RoundTripAsync(s, "first"u8.ToArray());
+            int child = ChildOf(server, s);
+            server.Signal(Native.SIGTERM);
+            server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
+
+            // The listener is closed: a new client is refused…
+            Assert.Throws<SocketException>(() => EchoClient.Connect(server.Port).Dispose());
+            // …while the one in flight completes its exchange.
+            byte[] rest = new byte[100_000];
+            Random.Shared.NextBytes(rest);
+            Assert.Equal(rest, await EchoClient.ExchangeAsync(s, rest));
+
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+            Assert.Contains($"tcpfork: end {child} status 0", server.StderrLines);
+            Assert.Contains("tcpfork: exit: 1 connections; 1 drained, 0 terminated, 0 killed", server.StderrLines);
+            Assert.False(Native.IsAlive(child));
+        }
+    }
+
+    [Fact]
+    public async Task After_the_drain_timeout_children_are_terminated_and_the_server_exits_0()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--drain-timeout", "0.5");
+        using Socket s = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(s, "idle"u8.ToArray());
+        int child = ChildOf(server, s);
+        server.Signal(Native.SIGINT);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        Assert.Contains($"tcpfork: end {child} signal SIGTERM", server.StderrLines);
+        Assert.Contains("tcpfork: exit: 1 connections; 0 drained, 1 terminated, 0 killed", server.StderrLines);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Empty(await EchoClient.ReadToEndAsync(s, cts.Token)); // the client sees the connection end
+    }
+
+    [Fact]
+    public async Task The_verbose_log_shows_each_childs_progress()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-v");
+        using Socket s = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(s, new byte[64]);
+        int child = ChildOf(server, s);
+        server.WaitForLog($@"^tcpfork: {child}: received 64 bytes; echoing$");
+    }
+
+    [Fact]
+    public async Task Quiet_logs_no_connection_events()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q");
+        Assert.Equal("q"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "q"u8.ToArray()));
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        Assert.Empty(server.StderrLines);
+    }
+}

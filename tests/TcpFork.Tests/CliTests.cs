@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace TcpFork.Tests;
+
+/// <summary>Bad input: exit 2 with a one-line reason and a hint; runtime failures: exit 1 with <c>fatal:</c>.</summary>
+public class CliTests
+{
+    private static (int Code, string Stdout, string Stderr) Run(string exe, params string[] args)
+    {
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using Process p = Process.Start(psi)!;
+        Task<string> o = p.StandardOutput.ReadToEndAsync();
+        Task<string> e = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
+        {
+            p.Kill();
+            Assert.Fail($"tcpfork {string.Join(' ', args)} did not exit");
+        }
+        p.WaitForExit();
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    [Theory]
+    [InlineData("--no-such-option", "no-such-option")]
+    [InlineData("--listen 1.2.3", "'1.2.3': expected HOST:PORT")]
+    [InlineData("--listen 127.0.0.1:70000", "port '70000' is not a number from 0 to 65535")]
+    [InlineData("--listen ::1:80", "write an IPv6 address in brackets")]
+    [InlineData("--listen [zz]:80", "'zz' is not an IPv6 address")]
+    [InlineData("--listen nosuch.invalid:80", "unknown host 'nosuch.invalid'")]
+    [InlineData("--max-connections 0", "--max-connections must be from 1 to 1000000, not '0'")]
+    [InlineData("--max-connections many", "many")]
+    [InlineData("--backlog -1", "--backlog")]
+    [InlineData("--drain-timeout -5", "--drain-timeout must be from 0 to 86400 seconds")]
+    [InlineData("--mode sideways", "sideways")]
+    [InlineData("-v -q", "--verbose and --quiet cannot be used together")]
+    public void Bad_input_exits_2_with_a_one_line_reason_and_a_hint(string args, string reason)
+    {
+        (int code, string stdout, string stderr) = Run(Binaries.AotBinary, ["echo", .. args.Split(' ')]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        string line = Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.StartsWith("tcpfork: usage: ", line);
+        Assert.Contains(reason, line);
+        Assert.EndsWith("(see 'tcpfork --help')", line);
+    }
+
+    [Fact]
+    public void Fork_mode_under_the_JIT_runtime_is_refused_with_the_reason_and_the_alternative()
+    {
+        (int code, _, string stderr) = Run(Binaries.JitBinary, "echo", "--mode", "fork");
+        Assert.Equal(2, code);
+        Assert.Contains("fork mode needs the NativeAOT build", stderr);
+        Assert.Contains("--mode spawn", stderr);
+    }
+
+    [Fact]
+    public void A_port_in_use_exits_1_with_a_fatal_line_naming_the_address()
+    {
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        int port = ((IPEndPoint)taken.LocalEndPoint!).Port;
+        (int code, string stdout, string stderr) = Run(Binaries.AotBinary, "echo", "--listen", $"127.0.0.1:{port}");
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"tcpfork: fatal: unable to bind 127.0.0.1:{port}: Address already in use", stderr.TrimEnd('\n'));
+    }
+
+    [Fact]
+    public void Help_exits_0_and_lists_the_options()
+    {
+        (int code, string stdout, _) = Run(Binaries.AotBinary, "echo", "--help");
+        Assert.Equal(0, code);
+        foreach (string option in new[] { "--listen", "--mode", "--max-connections", "--backlog", "--drain-timeout", "--verbose", "--quiet" })
+        {
+            Assert.Contains(option, stdout);
+        }
+    }
+
+    [Theory]
+    [InlineData(Flavor.AotFork, "fork")]
+    [InlineData(Flavor.AotSpawn, "spawn")]
+    [InlineData(Flavor.JitSpawn, "spawn")]
+    public void The_start_line_names_the_mode_in_use_and_several_listeners_each_print_their_port(Flavor flavor, string mode)
+    {
+        (string exe, string[] modeArgs) = Binaries.For(flavor);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", .. modeArgs, "--listen", "127.0.0.1:0", "--listen", "[::1]:0"], listeners: 2);
+        Assert.NotEqual(server.Ports[0], server.Ports[1]);
+        server.WaitForLog($@"^tcpfork: start: pid {server.Pid} mode {mode} listen 127\.0\.0\.1:{server.Ports[0]} \[::1\]:{server.Ports[1]} max-connections 1000 backlog 1024$");
+    }
+
+    [Fact]
+    public void Auto_mode_forks_under_NativeAOT()
+    {
+        using ServerProcess server = ServerProcess.Start(Binaries.AotBinary, ["echo"]);
+        server.WaitForLog(" mode fork ");
+    }
+}

@@ -1,0 +1,85 @@
+using System.Diagnostics;
+
+namespace TcpFork.Tests;
+
+/// <summary>How a test runs tcpfork: the NativeAOT binary (fork or spawn) or the JIT build (spawn only).</summary>
+public enum Flavor
+{
+    AotFork,
+    AotSpawn,
+    JitSpawn,
+}
+
+/// <summary>
+/// The tcpfork executables under test. The NativeAOT binary is published once per test run (about
+/// 20 s), into artifacts/test-aot; set TCPFORK_AOT_BINARY to use one built elsewhere. The JIT build is
+/// the CLI project's own output, built with the tests.
+/// </summary>
+public static class Binaries
+{
+    private static readonly Lazy<string> Aot = new(PublishAot, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    public static string AotBinary => Aot.Value;
+
+    /// <summary>The JIT apphost next to the test assembly (the CLI is a project reference).</summary>
+    public static string JitBinary
+    {
+        get
+        {
+            string path = Path.Combine(AppContext.BaseDirectory, "tcpfork");
+            Assert.True(File.Exists(path), $"JIT build of tcpfork not found at {path}");
+            return path;
+        }
+    }
+
+    /// <summary>The executable and the <c>--mode</c> arguments for a flavor.</summary>
+    public static (string Exe, string[] ModeArgs) For(Flavor flavor) => flavor switch
+    {
+        Flavor.AotFork => (AotBinary, ["--mode", "fork"]),
+        Flavor.AotSpawn => (AotBinary, ["--mode", "spawn"]),
+        _ => (JitBinary, ["--mode", "spawn"]),
+    };
+
+    private static string PublishAot()
+    {
+        string? given = Environment.GetEnvironmentVariable("TCPFORK_AOT_BINARY");
+        if (!string.IsNullOrEmpty(given))
+        {
+            return given;
+        }
+        string output = Path.Combine(RepoRoot, "artifacts", "test-aot");
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { "publish", Path.Combine(RepoRoot, "src", "tcpfork", "tcpfork.Cli.csproj"), "-c", "Release", "-o", output, "--nologo" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using Process p = Process.Start(psi)!;
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new InvalidOperationException("NativeAOT publish took over 5 minutes");
+        }
+        if (p.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"NativeAOT publish failed ({p.ExitCode}):\n{stdout.Result}\n{stderr.Result}");
+        }
+        return Path.Combine(output, "tcpfork");
+    }
+
+    private static string FindRepoRoot()
+    {
+        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
+        {
+            if (File.Exists(Path.Combine(dir, "tcpfork.slnx")))
+            {
+                return dir;
+            }
+        }
+        throw new InvalidOperationException("repository root (tcpfork.slnx) not found above " + AppContext.BaseDirectory);
+    }
+}

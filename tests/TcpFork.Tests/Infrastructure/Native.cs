@@ -1,0 +1,80 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace TcpFork.Tests;
+
+/// <summary>What the tests read from the kernel about processes: signals, /proc.</summary>
+public static partial class Native
+{
+    public const int SIGKILL = 9, SIGTERM = 15, SIGHUP = 1, SIGINT = 2;
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct RLimit
+    {
+        public ulong Current;
+        public ulong Max;
+    }
+
+    [LibraryImport("libc", EntryPoint = "prlimit", SetLastError = true)]
+    public static unsafe partial int PrLimit(int pid, int resource, RLimit* newLimit, RLimit* oldLimit);
+
+    public const int RLIMIT_NOFILE = 7;
+
+    /// <summary>The children of <paramref name="pid"/> and their states (R, S, Z…), from /proc/*/stat.</summary>
+    public static List<(int Pid, char State)> Children(int pid)
+    {
+        var list = new List<(int, char)>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int child))
+            {
+                continue;
+            }
+            string stat;
+            try
+            {
+                stat = File.ReadAllText(Path.Combine(dir, "stat"));
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            // pid (comm) S ppid ...: comm may hold spaces, so parse after the last ')'.
+            string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (int.Parse(rest[1], CultureInfo.InvariantCulture) == pid)
+            {
+                list.Add((child, rest[0][0]));
+            }
+        }
+        return list;
+    }
+
+    /// <summary>Names of the threads of <paramref name="pid"/>.</summary>
+    public static List<string> ThreadNames(int pid) =>
+        Directory.GetDirectories($"/proc/{pid}/task").Select(t => File.ReadAllText(Path.Combine(t, "comm")).Trim()).ToList();
+
+    /// <summary>A field of /proc/PID/status, e.g. SigBlk.</summary>
+    public static string StatusField(int pid, string field, int? tid = null)
+    {
+        string path = tid is null ? $"/proc/{pid}/status" : $"/proc/{pid}/task/{tid}/status";
+        return File.ReadLines(path).First(l => l.StartsWith(field + ":", StringComparison.Ordinal))[(field.Length + 1)..].Trim();
+    }
+
+    public static bool IsAlive(int pid) => StateOf(pid) is not ('Z' or 'X' or '\0');
+
+    public static char StateOf(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2];
+        }
+        catch (IOException)
+        {
+            return '\0';
+        }
+    }
+}

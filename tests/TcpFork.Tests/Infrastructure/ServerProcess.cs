@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace TcpFork.Tests;
+
+/// <summary>
+/// A running tcpfork: started with its stdout and stderr captured, ready once it has printed its
+/// <c>Listening for connections on port N</c> lines. Dispose ends it (SIGTERM, then SIGKILL) and
+/// kills any child it left behind, so no test leaves processes around.
+/// </summary>
+public sealed partial class ServerProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _stderr = [];
+    private readonly List<string> _stdout = [];
+    private readonly object _gate = new();
+
+    private ServerProcess(Process process)
+    {
+        _process = process;
+        _process.OutputDataReceived += (_, e) => Add(_stdout, e.Data);
+        _process.ErrorDataReceived += (_, e) => Add(_stderr, e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public int Pid => _process.Id;
+
+    public List<int> Ports { get; } = [];
+
+    public int Port => Ports[0];
+
+    /// <summary>Starts tcpfork with <paramref name="args"/> and waits for <paramref name="listeners"/> port lines.</summary>
+    public static ServerProcess Start(string exe, IEnumerable<string> args, int listeners = 1, IDictionary<string, string>? env = null)
+    {
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        foreach (KeyValuePair<string, string> kv in env ?? new Dictionary<string, string>())
+        {
+            psi.Environment[kv.Key] = kv.Value;
+        }
+        var server = new ServerProcess(Process.Start(psi)!);
+        try
+        {
+            for (int i = 0; i < listeners; i++)
+            {
+                string line = server.WaitForStdout(PortLine(), TimeSpan.FromSeconds(30), skip: i);
+                server.Ports.Add(int.Parse(PortLine().Match(line).Groups[1].Value, CultureInfo.InvariantCulture));
+            }
+        }
+        catch
+        {
+            server.Dispose();
+            throw;
+        }
+        return server;
+    }
+
+    /// <summary>Starts the echo command for a flavor with extra arguments.</summary>
+    public static ServerProcess StartEcho(Flavor flavor, params string[] extra)
+    {
+        (string exe, string[] mode) = Binaries.For(flavor);
+        return Start(exe, ["echo", .. mode, .. extra], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
+    }
+
+    /// <summary>Starts the echo command on a unix socket at <paramref name="path"/>.</summary>
+    public static ServerProcess StartUnixEcho(Flavor flavor, string path, params string[] extra)
+    {
+        (string exe, string[] mode) = Binaries.For(flavor);
+        var server = Start(exe, ["echo", .. mode, "--listen", "unix:" + path, .. extra], listeners: 0);
+        server.WaitForStdout(new Regex("^Listening for connections on unix:"), TimeSpan.FromSeconds(30), 0);
+        return server;
+    }
+
+    [GeneratedRegex(@"^Listening for connections on port (\d+)$")]
+    private static partial Regex PortLine();
+
+    private void Add(List<string> list, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_gate)
+        {
+            list.Add(line);
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    public string[] StderrLines
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _stderr];
+            }
+        }
+    }
+
+    public string Stderr => string.Join('\n', StderrLines);
+
+    /// <summary>Waits for a stderr line matching <paramref name="pattern"/> (counting from line <paramref name="from"/>).</summary>
+    public string WaitForLog(string pattern, TimeSpan? timeout = null, int from = 0) =>
+        WaitFor(_stderr, new Regex(pattern), timeout ?? TimeSpan.FromSeconds(20), from, "stderr");
+
+    /// <summary>How many stderr lines there are so far (a starting point for <see cref="WaitForLog"/>).</summary>
+    public int LogCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _stderr.Count;
+            }
+        }
+    }
+
+    private string WaitForStdout(Regex pattern, TimeSpan timeout, int skip) => WaitFor(_stdout, pattern, timeout, 0, "stdout", skip);
+
+    private string WaitFor(List<string> list, Regex pattern, TimeSpan timeout, int from, string name, int skip = 0)
+    {
+        var deadline = Stopwatch.StartNew();
+        lock (_gate)
+        {
+            while (true)
+            {
+                int seen = 0;
+                for (int i = from; i < list.Count; i++)
+                {
+                    if (pattern.IsMatch(list[i]) && seen++ == skip)
+                    {
+                        return list[i];
+                    }
+                }
+                TimeSpan left = timeout - deadline.Elapsed;
+                if (left <= TimeSpan.Zero || (_process.HasExited && deadline.Elapsed > TimeSpan.FromSeconds(1)))
+                {
+                    throw new TimeoutException($"no {name} line matching /{pattern}/ within {timeout.TotalSeconds} s; " +
+                        $"exited: {_process.HasExited}; stdout:\n{string.Join('\n', _stdout)}\nstderr:\n{string.Join('\n', _stderr)}");
+                }
+                Monitor.Wait(_gate, left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
+            }
+        }
+    }
+
+    public void Signal(int signal) => Assert.Equal(0, Native.Kill(Pid, signal));
+
+    /// <summary>Waits for the server to exit; returns its exit code.</summary>
+    public int WaitForExit(TimeSpan timeout)
+    {
+        Assert.True(_process.WaitForExit(timeout), $"tcpfork did not exit within {timeout.TotalSeconds} s; stderr:\n{Stderr}");
+        _process.WaitForExit(); // drain the output readers
+        return _process.ExitCode;
+    }
+
+    public bool HasExited => _process.HasExited;
+
+    private bool _disposed;
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        List<int> children = _process.HasExited ? [] : Native.Children(Pid).Select(c => c.Pid).ToList();
+        if (!_process.HasExited)
+        {
+            Native.Kill(Pid, Native.SIGTERM);
+            if (!_process.WaitForExit(TimeSpan.FromSeconds(5)))
+            {
+                _process.Kill();
+                _process.WaitForExit(TimeSpan.FromSeconds(5));
+            }
+        }
+        foreach (int child in children)
+        {
+            Native.Kill(child, Native.SIGKILL);
+        }
+        _process.Dispose();
+    }
+}

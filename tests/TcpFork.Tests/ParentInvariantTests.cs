@@ -1,0 +1,62 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace TcpFork.Tests;
+
+/// <summary>The fork-mode parent's invariants from docs/fork-safety.md, each held by a test.</summary>
+public class ParentInvariantTests
+{
+    private static (long Allocated, int Gcs) Stats(ServerProcess server)
+    {
+        int from = server.LogCount;
+        server.Signal(Native.SIGHUP);
+        string line = server.WaitForLog(@"^tcpfork: stats: ", from: from);
+        Match m = Regex.Match(line, @"allocated (\d+) gc (\d+)");
+        return (long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task Invariant_3_the_accept_fork_reap_path_allocates_0_bytes_per_connection()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork);
+        byte[] data = "x"u8.ToArray();
+        for (int i = 0; i < 20; i++)
+        {
+            await EchoClient.EchoOnceAsync(server.Port, data);
+        }
+        await WaitForNoChildren(server);
+        (long before, int gcBefore) = Stats(server);
+        for (int i = 0; i < 1000; i++)
+        {
+            Assert.Equal(data, await EchoClient.EchoOnceAsync(server.Port, data));
+        }
+        await WaitForNoChildren(server);
+        (long after, int gcAfter) = Stats(server);
+        Assert.Equal(0, after - before);
+        Assert.Equal(gcBefore, gcAfter);
+    }
+
+    [Fact]
+    public async Task Invariant_1_and_2_the_parent_runs_no_managed_threads_but_the_runtimes_own_and_every_thread_blocks_its_signals()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork);
+        await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => EchoClient.EchoOnceAsync(server.Port, new byte[100])));
+        List<string> names = Native.ThreadNames(server.Pid);
+        Assert.Equal(["tcpfork", ".NET Finalizer"], names.Order().Reverse());
+        const ulong handled = (1UL << 16) | (1UL << 14) | (1UL << 1) | (1UL << 0); // CHLD TERM INT HUP
+        foreach (string task in Directory.GetDirectories($"/proc/{server.Pid}/task"))
+        {
+            ulong blocked = ulong.Parse(Native.StatusField(server.Pid, "SigBlk", int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            Assert.Equal(handled, blocked & handled);
+        }
+    }
+
+    private static async Task WaitForNoChildren(ServerProcess server)
+    {
+        for (int i = 0; i < 200 && Native.Children(server.Pid).Count > 0; i++)
+        {
+            await Task.Delay(25);
+        }
+        Assert.Empty(Native.Children(server.Pid));
+    }
+}
