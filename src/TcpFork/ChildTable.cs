@@ -9,6 +9,8 @@ internal sealed class ChildTable
     private readonly int[] _pid;
     private readonly SockAddr[] _peer;
     private readonly long[] _started;
+    private readonly int[] _fd;
+    private readonly long[] _signalledAt;
     private readonly int[] _free;
     private int _freeCount;
     private readonly Dictionary<int, int> _slotOf;
@@ -18,6 +20,8 @@ internal sealed class ChildTable
         _pid = new int[capacity];
         _peer = new SockAddr[capacity];
         _started = new long[capacity];
+        _fd = new int[capacity];
+        _signalledAt = new long[capacity];
         _free = new int[capacity];
         for (int i = 0; i < capacity; i++)
         {
@@ -33,30 +37,43 @@ internal sealed class ChildTable
 
     public bool IsFull => _freeCount == 0;
 
-    public void Add(int pid, in SockAddr peer, long startedMs)
+    /// <summary>Records a child; <paramref name="fd"/> is the parent's copy of its connection, or -1.</summary>
+    public void Add(int pid, in SockAddr peer, long startedMs, int fd)
     {
         int slot = _free[--_freeCount];
         _pid[slot] = pid;
         _peer[slot] = peer;
         _started[slot] = startedMs;
+        _fd[slot] = fd;
+        _signalledAt[slot] = 0;
         _slotOf.Add(pid, slot);
     }
 
     /// <summary>Removes <paramref name="pid"/>; false if it is not one of ours.</summary>
-    public bool Remove(int pid, out SockAddr peer, out long startedMs)
+    public bool Remove(int pid, out SockAddr peer, out int fd)
     {
         if (!_slotOf.Remove(pid, out int slot))
         {
             peer = default;
-            startedMs = 0;
+            fd = -1;
             return false;
         }
         peer = _peer[slot];
-        startedMs = _started[slot];
+        fd = _fd[slot];
         _pid[slot] = 0;
         _free[_freeCount++] = slot;
         return true;
     }
+
+    /// <summary>The pid in <paramref name="slot"/> (0 when free), for a scan over every slot.</summary>
+    public int PidAt(int slot) => _pid[slot];
+
+    public long StartedAt(int slot) => _started[slot];
+
+    public int FdAt(int slot) => _fd[slot];
+
+    /// <summary>When the parent sent this child SIGTERM for a timeout (0: never).</summary>
+    public ref long SignalledAt(int slot) => ref _signalledAt[slot];
 
     /// <summary>Sends <paramref name="signal"/> to every child; returns how many were signalled.</summary>
     public int SignalAll(int signal)

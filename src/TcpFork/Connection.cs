@@ -12,11 +12,31 @@ public sealed unsafe class Connection
     private readonly ServerLog _log;
     private Socket? _socket;
 
-    internal Connection(int fd, long number, ServerLog log)
+    internal Connection(int fd, in Accepted accepted, ServerLog log)
     {
         Handle = fd;
-        Number = number;
+        Number = accepted.Number;
+        ConnectionsFromSameIP = accepted.FromSameIp;
         _log = log;
+    }
+
+    /// <summary>Connections open from this client's IP, this one included (TCPCONNNUM).</summary>
+    public int ConnectionsFromSameIP { get; }
+
+    /// <summary>The kernel's addresses of this connection, for the UCSPI environment.</summary>
+    internal Accepted Addresses
+    {
+        get
+        {
+            var a = new Accepted { Number = Number, FromSameIp = ConnectionsFromSameIP };
+            int len = SockAddr.Capacity;
+            Interop.GetSockName(Handle, &a.Local, &len);
+            a.Local.Length = len;
+            len = SockAddr.Capacity;
+            Interop.GetPeerName(Handle, &a.Peer, &len);
+            a.Peer.Length = len;
+            return a;
+        }
     }
 
     /// <summary>The connected socket's file descriptor, owned by this process.</summary>

@@ -70,8 +70,9 @@ internal sealed unsafe class Listener : IDisposable
             {
                 File.Delete(_unixPath);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
+                // Best effort: after --user the parent may no longer be allowed to remove it.
             }
         }
     }

@@ -19,6 +19,11 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly ServerLog _log;
     private readonly TcpForkServerOptions _options;
     private readonly ChildTable _children;
+    private readonly AccessPolicy _policy;
+    private readonly Func<IReadOnlyList<AccessRule>>? _reloadRules;
+    private readonly bool _keepConnections;
+    private readonly long _timeoutCheckMs;
+    private long _nextTimeoutCheck;
     private readonly SafeFd _epoll;
     private readonly SafeFd _signals;
     private readonly EpollEvent[] _events = GC.AllocateArray<EpollEvent>(32, pinned: true);
@@ -32,13 +37,21 @@ internal sealed unsafe class ParentLoop : IDisposable
     private long _served;
     private long _drained, _terminated, _killed;
 
-    public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options)
+    public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
+        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules)
     {
         _listeners = listeners;
         _launcher = launcher;
         _log = log;
         _options = options;
+        _policy = policy;
+        _reloadRules = reloadRules;
         _children = new ChildTable(options.MaxConnections);
+        // The idle timeout reads TCP_INFO, so the parent keeps its copy of each connection until the child ends.
+        _keepConnections = options.IdleTimeout is not null;
+        TimeSpan shortest = new[] { options.IdleTimeout, options.MaxLifetime }.Where(t => t is not null).Select(t => t!.Value).DefaultIfEmpty(TimeSpan.Zero).Min();
+        _timeoutCheckMs = shortest == TimeSpan.Zero ? 0 : Math.Clamp((long)shortest.TotalMilliseconds / 4, 50, 1000);
+        _nextTimeoutCheck = _timeoutCheckMs == 0 ? long.MaxValue : Environment.TickCount64 + _timeoutCheckMs;
 
         SigSet set;
         Interop.SigEmptySet(&set);
@@ -128,6 +141,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 Stop(signal);
                 break;
             case Interop.SIGHUP:
+                ReloadRules();
                 _log.Write($"stats: connections {_served} active {_children.Count} allocated {Allocated} gc {GC.CollectionCount(0)}");
                 break;
         }
@@ -170,21 +184,43 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
     }
 
+    /// <summary>One connection: verify → launch → record; the parent's copy is closed on every path (or kept for the idle timeout).</summary>
     private void Launch(int fd, in SockAddr peer)
     {
-        long number = ++_served;
-        int pid = _launcher.Launch(fd, number, out Errno error);
-        Interop.Close(fd);
-        if (pid < 0)
+        long now = Environment.TickCount64;
+        Accepted c = default;
+        c.Peer = peer;
+        int len = SockAddr.Capacity;
+        Interop.GetSockName(fd, &c.Local, &len);
+        c.Local.Length = len;
+        c.Number = ++_served;
+
+        Verdict verdict = _policy.Admit(c.Peer, now, out c.FromSameIp);
+        if (verdict != Verdict.Allow)
         {
-            _log.Write($"warning: unable to {_launcher.Name}: {Interop.ErrorText(error)}; closed connection from {peer}");
-            BackOff();
+            Refuse(fd, c, verdict);
             return;
         }
-        _children.Add(pid, peer, Environment.TickCount64);
+        int pid = _launcher.Launch(fd, c, out Errno error);
+        if (pid < 0 || !_keepConnections)
+        {
+            Interop.Close(fd);
+        }
+        if (pid < 0)
+        {
+            _log.Write($"warning: unable to {_launcher.Action}: {Interop.ErrorText(error)}; closed connection from {peer}");
+            if (error is Errno.EAGAIN or Errno.ENOMEM)
+            {
+                BackOff();
+            }
+            return;
+        }
+        _children.Add(pid, peer, now, _keepConnections ? fd : -1);
+        _policy.Started(peer, now);
         if (_log.IsNormal)
         {
             _log.Write($"pid {pid} from {peer}");
+            LogConnection("ok"u8, pid, c, default);
             _log.Write($"status: {_children.Count}/{_children.Capacity}");
         }
         if (_children.IsFull)
@@ -193,15 +229,118 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
     }
 
+    private void Refuse(int fd, in Accepted c, Verdict verdict)
+    {
+        if (verdict == Verdict.DenyPerIp && _policy.Message is { } message)
+        {
+            fixed (byte* m = message)
+            {
+                Interop.SendFlags(fd, m, (nuint)message.Length, Interop.MSG_DONTWAIT | Interop.MSG_NOSIGNAL);
+            }
+        }
+        Interop.Close(fd);
+        if (_log.IsNormal)
+        {
+            ReadOnlySpan<byte> reason = verdict switch
+            {
+                Verdict.DenyPerIp => "max-per-ip"u8,
+                Verdict.DenyRate => "rate"u8,
+                _ => "rule"u8,
+            };
+            LogConnection("deny"u8, 0, c, reason);
+        }
+    }
+
+    /// <summary>tcpserver's line: <c>ok PID LOCALHOST:LOCALIP:LOCALPORT REMOTEHOST:REMOTEIP:REMOTEINFO:REMOTEPORT</c> (no DNS: the names are empty).</summary>
+    private void LogConnection(ReadOnlySpan<byte> word, int pid, in Accepted c, ReadOnlySpan<byte> reason)
+    {
+        Span<byte> local = stackalloc byte[112], remote = stackalloc byte[112];
+        c.Local.TryFormatIP(local, out int ll);
+        c.Peer.TryFormatIP(remote, out int rl);
+        if (reason.IsEmpty)
+        {
+            _log.Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port}");
+        }
+        else
+        {
+            _log.Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port} {reason}");
+        }
+    }
+
+    private void ReloadRules()
+    {
+        if (_reloadRules is null)
+        {
+            return;
+        }
+        try
+        {
+            IReadOnlyList<AccessRule> rules = _reloadRules();
+            _policy.ReplaceRules(rules);
+            _log.Write($"rules: reloaded {rules.Count} rules");
+        }
+        catch (FormatException e)
+        {
+            _log.Write($"warning: rules: {e.Message}; keeping the rules in force");
+        }
+    }
+
+    /// <summary>Idle timeout and lifetime: SIGTERM once, SIGKILL after the grace period.</summary>
+    private void CheckTimeouts(long now)
+    {
+        long idleMs = _options.IdleTimeout is { } idle ? (long)idle.TotalMilliseconds : long.MaxValue;
+        long lifeMs = _options.MaxLifetime is { } life ? (long)life.TotalMilliseconds : long.MaxValue;
+        long graceMs = (long)_options.KillGrace.TotalMilliseconds;
+        for (int slot = 0; slot < _children.Capacity; slot++)
+        {
+            int pid = _children.PidAt(slot);
+            if (pid == 0)
+            {
+                continue;
+            }
+            ref long signalled = ref _children.SignalledAt(slot);
+            if (signalled != 0)
+            {
+                if (now - signalled >= graceMs && signalled > 0)
+                {
+                    Interop.Kill(pid, Interop.SIGKILL);
+                    signalled = -1;
+                    _log.Write($"timeout: {pid} ignored SIGTERM; sent SIGKILL");
+                }
+                continue;
+            }
+            long age = now - _children.StartedAt(slot);
+            int fd = _children.FdAt(slot);
+            long quiet = fd >= 0 && idleMs != long.MaxValue ? Interop.IdleMilliseconds(fd) : -1;
+            if (age >= lifeMs)
+            {
+                Interop.Kill(pid, Interop.SIGTERM);
+                signalled = now;
+                _log.Write($"timeout: {pid} lifetime {age / 1000.0:0.#} s; sent SIGTERM");
+            }
+            else if (quiet >= idleMs && age >= idleMs)
+            {
+                Interop.Kill(pid, Interop.SIGTERM);
+                signalled = now;
+                _log.Write($"timeout: {pid} idle {quiet / 1000.0:0.#} s; sent SIGTERM");
+            }
+        }
+    }
+
     private void ReapChildren()
     {
         int status, pid;
         while ((pid = Interop.WaitPid(-1, &status, Interop.WNOHANG)) > 0)
         {
-            if (!_children.Remove(pid, out _, out _))
+            if (!_children.Remove(pid, out SockAddr peer, out int fd))
             {
                 continue;
             }
+            if (fd >= 0)
+            {
+                Interop.Close(fd);
+            }
+            _policy.Ended(peer);
             if (_phase == Phase.Draining)
             {
                 _drained++;
@@ -294,6 +433,11 @@ internal sealed unsafe class ParentLoop : IDisposable
     private void RunTimers()
     {
         long now = Environment.TickCount64;
+        if (now >= _nextTimeoutCheck)
+        {
+            CheckTimeouts(now);
+            _nextTimeoutCheck = now + _timeoutCheckMs;
+        }
         if (!_polling && CanAccept())
         {
             SetPolling(true);
@@ -337,6 +481,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         {
             next = Math.Min(next, _phaseDeadline);
         }
+        next = Math.Min(next, _nextTimeoutCheck);
         return next == long.MaxValue ? -1 : (int)Math.Clamp(next - now, 0, int.MaxValue);
     }
 

@@ -13,6 +13,7 @@ public sealed class TcpForkServer
 {
     private readonly ConnectionHandler _handler;
     private readonly TcpForkServerOptions _options;
+    private readonly ExecProgram? _program;
 
     /// <summary>Creates a server that runs <paramref name="handler"/> for every connection.</summary>
     public TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options = null)
@@ -21,6 +22,19 @@ public sealed class TcpForkServer
         _handler = handler;
         _options = options ?? new TcpForkServerOptions();
     }
+
+    /// <summary>
+    /// Creates a server that runs <paramref name="program"/> for every connection, as tcpserver does:
+    /// the connection on descriptors 0 and 1, the UCSPI variables in its environment.
+    /// </summary>
+    public static TcpForkServer ForProgram(ExecProgram program, TcpForkServerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(program);
+        return new TcpForkServer(ExecHandler.For(program), options, program);
+    }
+
+    private TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options, ExecProgram program)
+        : this(handler, options) => _program = program;
 
     /// <summary>True where fork mode is safe: NativeAOT (no JIT) on Linux. See docs/fork-safety.md.</summary>
     public static bool IsForkSupported { get; } = OperatingSystem.IsLinux() && IsNativeAot();
@@ -51,11 +65,15 @@ public sealed class TcpForkServer
     public int Run()
     {
         var log = new ServerLog(_options.LogLevel);
-        if (ChildRole.TryTake(out int fd, out long number))
+        if (ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
         {
-            return ChildProcess.Serve(fd, number, _handler, log);
+            var accepted = new Accepted { Number = number, FromSameIp = fromSameIp };
+            return ChildProcess.Serve(new Connection(fd, accepted, log), _handler, _options.Limits);
         }
         _options.Validate();
+        Func<IReadOnlyList<AccessRule>> rules = () =>
+            [.. _options.Rules, .. _options.RulesFile is null ? [] : AccessRule.ReadFile(_options.RulesFile)];
+        var policy = new AccessPolicy(_options, rules());
         ProcessMode mode = ResolveMode(_options.Mode);
         string? unblocked = SignalMask.EnsureBlockedEverywhere();
         if (unblocked is not null)
@@ -77,10 +95,25 @@ public sealed class TcpForkServer
             listeners.ForEach(l => l.Dispose());
             throw;
         }
-        ILauncher launcher = mode == ProcessMode.Fork ? new ForkLauncher(_handler, log) : new SpawnLauncher();
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options);
+        Privileges.Drop(_options.User, _options.Group);
+        ILauncher launcher = ChooseLauncher(mode, log);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules);
         Announce(listeners, launcher, log);
         return loop.Run();
+    }
+
+    /// <summary>
+    /// A program without resource limits is spawned directly (posix_spawnp, like tcpserver's fork+exec
+    /// but without copying the parent). Limits must be set between fork and exec, so then the program
+    /// runs from a tcpfork child (forked, or spawned in the child role) that sets them and execs it.
+    /// </summary>
+    private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log)
+    {
+        if (_program is not null && !_options.Limits.Any)
+        {
+            return new ExecLauncher(_program);
+        }
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits) : new SpawnLauncher();
     }
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
@@ -97,7 +130,7 @@ public sealed class TcpForkServer
         if (log.IsNormal)
         {
             string where = string.Join(' ', listeners.Select(l => l.Address.ToString()));
-            log.Write($"start: pid {Interop.GetPid()} mode {launcher.Name} listen {where} max-connections {_options.MaxConnections} backlog {_options.Backlog}");
+            log.Write($"start: pid {Interop.GetPid()} mode {launcher.Action} listen {where} max-connections {_options.MaxConnections} backlog {_options.Backlog}");
             log.Flush();
         }
     }

@@ -46,6 +46,36 @@ public sealed class TcpForkServerOptions
     /// <summary>Whether to print <c>Listening for connections on port N</c> on stdout for each listener. Defaults to true.</summary>
     public bool AnnounceListening { get; set; } = true;
 
+    /// <summary>Allow/deny rules, first match wins; a connection no rule matches is allowed. Defaults to none.</summary>
+    public IList<AccessRule> Rules { get; } = new List<AccessRule>();
+
+    /// <summary>A rules file read at start and again on SIGHUP (after <see cref="Rules"/>). Defaults to null.</summary>
+    public string? RulesFile { get; set; }
+
+    /// <summary>Most connections at once from one IP; 0 is no limit. Defaults to 0.</summary>
+    public int MaxPerIp { get; set; }
+
+    /// <summary>Sent (with CR LF) to a client refused by <see cref="MaxPerIp"/> before it is closed. Defaults to null (nothing).</summary>
+    public string? MaxPerIpMessage { get; set; }
+
+    /// <summary>New connections allowed per IP per period; over it a connection is refused and logged. Defaults to null (no limit).</summary>
+    public RateLimit? Rate { get; set; }
+
+    /// <summary>A child whose TCP connection moved no data either way for this long is ended (SIGTERM, then SIGKILL). Defaults to null (never).</summary>
+    public TimeSpan? IdleTimeout { get; set; }
+
+    /// <summary>A child older than this is ended (SIGTERM, then SIGKILL). Defaults to null (never).</summary>
+    public TimeSpan? MaxLifetime { get; set; }
+
+    /// <summary>Resource limits each child sets before its handler runs. Defaults to none.</summary>
+    public ChildLimits Limits { get; } = new();
+
+    /// <summary>After binding, run as this user (and its group, unless <see cref="Group"/> is set). Defaults to null (unchanged).</summary>
+    public string? User { get; set; }
+
+    /// <summary>After binding, run with this group. Defaults to null (the user's, or unchanged).</summary>
+    public string? Group { get; set; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
     public void Validate()
     {
@@ -56,6 +86,16 @@ public sealed class TcpForkServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(DrainTimeout, TimeSpan.Zero, nameof(DrainTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(KillGrace, TimeSpan.Zero, nameof(KillGrace));
         ArgumentOutOfRangeException.ThrowIfLessThan(ErrorBackoff, TimeSpan.Zero, nameof(ErrorBackoff));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxPerIp, nameof(MaxPerIp));
+        if (IdleTimeout is { } idle && idle <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IdleTimeout), idle, "must be positive");
+        }
+        if (MaxLifetime is { } life && life <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxLifetime), life, "must be positive");
+        }
+        Limits.Validate();
         if (!Enum.IsDefined(Mode))
         {
             throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown process mode");

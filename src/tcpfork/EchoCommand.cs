@@ -10,7 +10,7 @@ internal static class EchoCommand
         var server = new ServerOptionsBinder();
         var command = new Command("echo", "Echo server: each connection's bytes come back until EOF, one process per connection.");
         server.AddTo(command);
-        command.SetAction(parsed => Serve.Run(server.Bind(parsed), EchoHandler.Handle));
+        command.SetAction(parsed => Serve.Run(new TcpForkServer(EchoHandler.Handle, server.Bind(parsed))));
         return command;
     }
 }

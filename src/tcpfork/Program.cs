@@ -17,6 +17,7 @@ namespace TcpFork.Cli
             RootCommand root = new("tcpfork: a process-per-connection TCP server; every connection runs in its own process.")
             {
                 EchoCommand.Create(),
+                ExecCommand.Create(),
             };
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)

@@ -3,11 +3,11 @@ namespace TcpFork.Cli;
 /// <summary>Runs a server for a command, turning the library's exceptions into tcpfork's exit codes.</summary>
 internal static class Serve
 {
-    public static int Run(TcpForkServerOptions options, ConnectionHandler handler)
+    public static int Run(TcpForkServer server)
     {
         try
         {
-            return new TcpForkServer(handler, options).Run();
+            return server.Run();
         }
         catch (NotSupportedException e)
         {
@@ -15,7 +15,8 @@ internal static class Serve
         }
         catch (FormatException e)
         {
-            throw new UsageException($"--listen {e.Message}", e);
+            // Unknown hosts, users, groups, unreadable rules files: bad input found at start.
+            throw new UsageException(e.Message, e);
         }
     }
 }

@@ -39,6 +39,52 @@ internal sealed class ServerOptionsBinder
         },
     };
 
+    private readonly Option<string[]> _allow = Rule("--allow", allow: true);
+    private readonly Option<string[]> _deny = Rule("--deny", allow: false);
+
+    private readonly Option<string?> _rules = new("--rules")
+    {
+        Description = "File of rules, one a line: 'allow NETWORK' or 'deny NETWORK'; # comments. Read at start and on SIGHUP.",
+        HelpName = "FILE",
+        CustomParser = r =>
+        {
+            string path = r.Tokens[^1].Value;
+            try
+            {
+                AccessRule.ReadFile(path);
+            }
+            catch (FormatException e)
+            {
+                r.AddError($"--rules {e.Message}");
+            }
+            return path;
+        },
+    };
+
+    private readonly Option<int> _maxPerIp = Ranged("--max-per-ip", "Most connections at once from one IP (0: no limit).", 0, 0, 1_000_000);
+
+    private readonly Option<string?> _maxPerIpMessage = new("--max-per-ip-message")
+    {
+        Description = "Line sent to a client refused by --max-per-ip before it is closed.",
+        HelpName = "TEXT",
+    };
+
+    private readonly Option<RateLimit?> _rate = new("--rate")
+    {
+        Description = "New connections allowed per IP: N/SECONDS, e.g. 10/60. Over it a connection is logged and closed; the service stays up.",
+        HelpName = "N/SECONDS",
+        CustomParser = r => Parse(r, RateLimit.Parse, "--rate"),
+    };
+
+    private readonly Option<double?> _idleTimeout = Seconds("--idle-timeout", "End a child whose TCP connection moved no data either way for this long.");
+    private readonly Option<double?> _maxLifetime = Seconds("--max-lifetime", "End a child older than this.");
+    private readonly Option<long?> _limitAs = Limit("--limit-as", "Each child's address-space limit (RLIMIT_AS), bytes; K, M, G suffixes.", sizes: true);
+    private readonly Option<long?> _limitCpu = Limit("--limit-cpu", "Each child's CPU time limit (RLIMIT_CPU), seconds.", sizes: false);
+    private readonly Option<long?> _limitNofile = Limit("--limit-nofile", "Each child's open-file limit (RLIMIT_NOFILE).", sizes: false);
+    private readonly Option<long?> _limitNproc = Limit("--limit-nproc", "Each child's process limit (RLIMIT_NPROC; not enforced for root).", sizes: false);
+    private readonly Option<string?> _user = new("--user") { Description = "After binding, run as this user (and its group).", HelpName = "NAME" };
+    private readonly Option<string?> _group = new("--group") { Description = "After binding, run with this group.", HelpName = "NAME" };
+
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each child's progress." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log errors only." };
 
@@ -49,6 +95,10 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_maxConnections);
         command.Options.Add(_backlog);
         command.Options.Add(_drainTimeout);
+        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group })
+        {
+            command.Options.Add(o);
+        }
         command.Options.Add(_verbose);
         command.Options.Add(_quiet);
         command.Validators.Add(r =>
@@ -74,8 +124,104 @@ internal sealed class ServerOptionsBinder
         {
             o.Listen.Add(a);
         }
+        // --allow and --deny in command-line order: the first rule that matches wins.
+        IReadOnlyList<Token> tokens = r.Tokens;
+        for (int i = 0; i + 1 < tokens.Count; i++)
+        {
+            if (tokens[i].Type == TokenType.Option && tokens[i].Value is "--allow" or "--deny")
+            {
+                o.Rules.Add(AccessRule.Create(tokens[i].Value == "--allow", tokens[i + 1].Value));
+            }
+        }
+        o.RulesFile = r.GetValue(_rules);
+        o.MaxPerIp = r.GetValue(_maxPerIp);
+        o.MaxPerIpMessage = r.GetValue(_maxPerIpMessage);
+        o.Rate = r.GetValue(_rate);
+        o.IdleTimeout = r.GetValue(_idleTimeout) is double idle ? TimeSpan.FromSeconds(idle) : null;
+        o.MaxLifetime = r.GetValue(_maxLifetime) is double life ? TimeSpan.FromSeconds(life) : null;
+        o.Limits.AddressSpace = r.GetValue(_limitAs);
+        o.Limits.CpuSeconds = r.GetValue(_limitCpu);
+        o.Limits.OpenFiles = r.GetValue(_limitNofile);
+        o.Limits.Processes = r.GetValue(_limitNproc);
+        o.User = r.GetValue(_user);
+        o.Group = r.GetValue(_group);
         return o;
     }
+
+    private static Option<string[]> Rule(string name, bool allow) => new(name)
+    {
+        Description = $"{(allow ? "Allow" : "Deny")} clients in this network (10.0.0.0/8, ::1); repeatable; rules apply in order, first match wins, default allow.",
+        HelpName = "CIDR",
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = r =>
+        {
+            foreach (Token t in r.Tokens)
+            {
+                try
+                {
+                    AccessRule.Create(allow, t.Value);
+                }
+                catch (FormatException e)
+                {
+                    r.AddError($"{name} {e.Message}");
+                }
+            }
+            return r.Tokens.Select(t => t.Value).ToArray();
+        },
+    };
+
+    private static T? Parse<T>(ArgumentResult r, Func<string, T> parse, string name)
+        where T : class
+    {
+        try
+        {
+            return parse(r.Tokens[^1].Value);
+        }
+        catch (FormatException e)
+        {
+            r.AddError($"{name} {e.Message}");
+            return null;
+        }
+    }
+
+    private static Option<double?> Seconds(string name, string description) => new(name)
+    {
+        Description = description + " Seconds.",
+        HelpName = "SECONDS",
+        CustomParser = r =>
+        {
+            string text = r.Tokens[^1].Value;
+            if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || !(v > 0 && v <= 31_536_000))
+            {
+                r.AddError($"{name} must be a number of seconds above 0, not '{text}'");
+            }
+            return v;
+        },
+    };
+
+    private static Option<long?> Limit(string name, string description, bool sizes) => new(name)
+    {
+        Description = description,
+        HelpName = sizes ? "BYTES" : "N",
+        CustomParser = r =>
+        {
+            string text = r.Tokens[^1].Value;
+            long scale = 1;
+            string digits = text;
+            if (sizes && text.Length > 0 && "KMG".Contains(char.ToUpperInvariant(text[^1]), StringComparison.Ordinal))
+            {
+                scale = char.ToUpperInvariant(text[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, _ => 1L << 30 };
+                digits = text[..^1];
+            }
+            if (!long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) || v < 1 || v > long.MaxValue / scale)
+            {
+                r.AddError($"{name} must be a whole number of at least 1{(sizes ? " (K, M, G suffixes allowed)" : "")}, not '{text}'");
+                return null;
+            }
+            return v * scale;
+        },
+    };
 
     private static ListenAddress[] ParseListen(ArgumentResult result)
     {

@@ -8,14 +8,16 @@ namespace TcpFork;
 internal static unsafe class ChildProcess
 {
     /// <summary>Prepares this process and runs <paramref name="handler"/>; returns the exit code.</summary>
-    public static int Serve(int fd, long number, ConnectionHandler handler, ServerLog log)
+    public static int Serve(Connection connection, ConnectionHandler handler, ChildLimits limits)
     {
         ResetSignals();
+        ServerLog log = connection.Log;
         log.Discard();
         log.Immediate = true;
         try
         {
-            return handler(new Connection(fd, number, log));
+            limits.Apply();
+            return handler(connection);
         }
 #pragma warning disable CA1031 // A child reports any failure as its exit status; the parent logs it.
         catch (Exception e)

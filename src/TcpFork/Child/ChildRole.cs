@@ -11,14 +11,16 @@ internal static class ChildRole
 {
     public const string FdVariable = "TCPFORK_CHILD_FD";
     public const string ConnectionVariable = "TCPFORK_CONNECTION";
+    public const string FromSameIpVariable = "TCPFORK_FROM_SAME_IP";
     public const int InheritedFd = 3;
 
     /// <summary>True in a spawned child; removes the variables so the handler's own children do not see them.</summary>
-    public static bool TryTake(out int fd, out long number)
+    public static bool TryTake(out int fd, out long number, out int fromSameIp)
     {
         string? fdText = Environment.GetEnvironmentVariable(FdVariable);
         fd = -1;
         number = 0;
+        fromSameIp = 1;
         if (fdText is null)
         {
             return false;
@@ -30,6 +32,8 @@ internal static class ChildRole
         }
         long.TryParse(Environment.GetEnvironmentVariable(ConnectionVariable), NumberStyles.None, CultureInfo.InvariantCulture, out number);
         Environment.SetEnvironmentVariable(ConnectionVariable, null);
+        int.TryParse(Environment.GetEnvironmentVariable(FromSameIpVariable), NumberStyles.None, CultureInfo.InvariantCulture, out fromSameIp);
+        Environment.SetEnvironmentVariable(FromSameIpVariable, null);
         return true;
     }
 }

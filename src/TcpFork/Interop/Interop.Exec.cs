@@ -8,3 +8,10 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "execve", SetLastError = true)]
     internal static partial int Execve(byte* path, byte** argv, byte** envp);
 }
+
+internal static unsafe partial class Interop
+{
+    /// <summary>execvpe(3): execve with a PATH search; returns only on failure.</summary>
+    [LibraryImport(Libc, EntryPoint = "execvpe", SetLastError = true)]
+    internal static partial int Execvpe(byte* file, byte** argv, byte** envp);
+}

@@ -53,3 +53,29 @@ internal static unsafe partial class Interop
         return r;
     }
 }
+
+internal static unsafe partial class Interop
+{
+    internal const int IPPROTO_TCP = 6, TCP_INFO = 11;
+    internal const int TcpInfoSize = 232;
+    internal const int TcpInfoLastDataSent = 44, TcpInfoLastDataRecv = 52;
+    internal const int MSG_DONTWAIT = 0x40;
+
+    [LibraryImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
+    internal static partial int GetSockOpt(int fd, int level, int name, void* value, int* len);
+
+    /// <summary>Milliseconds since data last moved either way on a TCP socket (TCP_INFO), or -1.</summary>
+    internal static long IdleMilliseconds(int fd)
+    {
+        byte* info = stackalloc byte[TcpInfoSize];
+        int len = TcpInfoSize;
+        if (GetSockOpt(fd, IPPROTO_TCP, TCP_INFO, info, &len) < 0 || len < TcpInfoLastDataRecv + 4)
+        {
+            return -1;
+        }
+        return Math.Min(*(uint*)(info + TcpInfoLastDataSent), *(uint*)(info + TcpInfoLastDataRecv));
+    }
+
+    [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
+    internal static partial nint SendFlags(int fd, byte* buffer, nuint len, int flags);
+}

@@ -37,3 +37,10 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "posix_spawn_file_actions_addclosefrom_np")]
     internal static partial int PosixSpawnFileActionsAddCloseFrom(void* actions, int from);
 }
+
+internal static unsafe partial class Interop
+{
+    /// <summary>posix_spawnp(3): like posix_spawn, but <paramref name="file"/> is looked up in PATH.</summary>
+    [LibraryImport(Libc, EntryPoint = "posix_spawnp")]
+    internal static partial int PosixSpawnP(int* pid, byte* file, void* fileActions, void* attr, byte** argv, byte** envp);
+}

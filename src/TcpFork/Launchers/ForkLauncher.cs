@@ -5,11 +5,11 @@ namespace TcpFork;
 /// before it has reset its signals; the child runs the handler and always ends in _exit, never
 /// returning into the parent's loop. See docs/fork-safety.md.
 /// </summary>
-internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log) : ILauncher
+internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits) : ILauncher
 {
     public string Name => "fork";
 
-    public int Launch(int fd, long number, out Errno error)
+    public int Launch(int fd, in Accepted connection, out Errno error)
     {
         SigSet all, old;
         Interop.SigFillSet(&all);
@@ -18,7 +18,7 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         int pid = Interop.Fork();
         if (pid == 0)
         {
-            RunChild(fd, number);
+            RunChild(fd, connection);
         }
         error = pid < 0 ? Interop.LastError : 0;
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &old, null);
@@ -26,14 +26,14 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    private void RunChild(int fd, long number)
+    private void RunChild(int fd, Accepted connection)
     {
         int code = 1;
         try
         {
             // The listeners, epoll and signalfd are the parent's: the child keeps 0, 1, 2 and its connection.
             Interop.CloseAllAbove2Except(fd);
-            code = ChildProcess.Serve(fd, number, handler, log);
+            code = ChildProcess.Serve(new Connection(fd, connection, log), handler, limits);
         }
         finally
         {

@@ -6,9 +6,12 @@ internal interface ILauncher : IDisposable
     /// <summary>The mode's name for the start-up log line.</summary>
     string Name { get; }
 
+    /// <summary>What failed when a launch fails, for the warning line: <c>fork</c>, <c>spawn</c>, <c>exec PROGRAM</c>.</summary>
+    string Action => Name;
+
     /// <summary>
     /// Starts a child serving <paramref name="fd"/> (which the caller closes afterwards); returns its pid,
     /// or -1 with <paramref name="error"/> set. Must not allocate: it runs once per connection.
     /// </summary>
-    int Launch(int fd, long number, out Errno error);
+    int Launch(int fd, in Accepted connection, out Errno error);
 }

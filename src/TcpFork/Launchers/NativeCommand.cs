@@ -12,12 +12,26 @@ internal sealed unsafe class NativeCommand : IDisposable
 {
     private readonly List<nint> _blocks = [];
 
-    private NativeCommand(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env)
+    private NativeCommand(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env, int reservedEnvSlots = 0)
     {
         Path = Utf8Z(path);
         Argv = Table(argv);
-        Envp = Table(env);
+        Envp = Table(env, reservedEnvSlots);
+        EnvSlots = Envp + env.Count;
+        ReservedEnvSlots = reservedEnvSlots;
     }
+
+    /// <summary>The environment entries after the fixed ones, for per-connection values; NULL-terminated after the last one set.</summary>
+    public byte** EnvSlots { get; }
+
+    public int ReservedEnvSlots { get; }
+
+    /// <summary>
+    /// <paramref name="file"/> (looked up in PATH by posix_spawnp/execvpe) with <paramref name="argv"/>
+    /// and the given environment, plus room for <paramref name="reservedEnvSlots"/> entries set per use.
+    /// </summary>
+    public static NativeCommand Program(string file, IReadOnlyList<string> argv, IEnumerable<string> env, int reservedEnvSlots) =>
+        new(file, argv, env.ToList(), reservedEnvSlots);
 
     public byte* Path { get; }
 
@@ -73,9 +87,9 @@ internal sealed unsafe class NativeCommand : IDisposable
         return p;
     }
 
-    private byte** Table(IReadOnlyList<string> items)
+    private byte** Table(IReadOnlyList<string> items, int reserved = 0)
     {
-        byte** t = (byte**)Alloc((items.Count + 1) * sizeof(nint));
+        byte** t = (byte**)Alloc((items.Count + reserved + 1) * sizeof(nint));
         for (int i = 0; i < items.Count; i++)
         {
             t[i] = Utf8Z(items[i]);

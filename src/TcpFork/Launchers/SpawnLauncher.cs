@@ -20,8 +20,9 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     public SpawnLauncher()
     {
         _command = NativeCommand.ThisProgram(
-            remove: [ChildRole.FdVariable, ChildRole.ConnectionVariable, SignalMask.ReexecVariable],
-            add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}"]);
+            remove: [ChildRole.FdVariable, ChildRole.ConnectionVariable, ChildRole.FromSameIpVariable, SignalMask.ReexecVariable],
+            add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
+                  $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}"]);
         _attr = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
         _fileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
         SigSet none, all;
@@ -35,10 +36,11 @@ internal sealed unsafe class SpawnLauncher : ILauncher
 
     public string Name => "spawn";
 
-    public int Launch(int fd, long number, out Errno error)
+    public int Launch(int fd, in Accepted connection, out Errno error)
     {
-        Span<byte> digits = _command.ValueOf(ChildRole.ConnectionVariable);
-        Utf8Formatter.TryFormat(number, digits, out _, new System.Buffers.StandardFormat('D', NumberDigits));
+        var digits = new System.Buffers.StandardFormat('D', NumberDigits);
+        Utf8Formatter.TryFormat(connection.Number, _command.ValueOf(ChildRole.ConnectionVariable), out _, digits);
+        Utf8Formatter.TryFormat(connection.FromSameIp, _command.ValueOf(ChildRole.FromSameIpVariable), out _, digits);
 
         Interop.PosixSpawnFileActionsInit(_fileActions);
         Interop.PosixSpawnFileActionsAddDup2(_fileActions, fd, ChildRole.InheritedFd);

@@ -1,0 +1,14 @@
+namespace TcpFork;
+
+/// <summary>What the parent knows of a connection it accepted and admitted.</summary>
+internal struct Accepted
+{
+    public SockAddr Peer;
+    public SockAddr Local;
+
+    /// <summary>The connection's number since start, from 1.</summary>
+    public long Number;
+
+    /// <summary>Connections now open from the same IP, this one included (TCPCONNNUM).</summary>
+    public int FromSameIp;
+}

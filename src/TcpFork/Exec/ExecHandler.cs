@@ -1,0 +1,47 @@
+namespace TcpFork;
+
+/// <summary>
+/// Runs the program from inside a tcpfork child, for when the child must act between fork and exec
+/// (resource limits): the connection moves to 0 and 1, the UCSPI variables are set, then execvpe.
+/// If exec fails the child logs the program and the error and exits 127.
+/// </summary>
+internal static unsafe class ExecHandler
+{
+    public static ConnectionHandler For(ExecProgram program) => connection => Exec(program, connection);
+
+    private static int Exec(ExecProgram program, Connection connection)
+    {
+        Accepted addresses = connection.Addresses;
+        byte[] ucspi = new byte[UcspiEnvironment.BufferSize];
+        Span<int> starts = stackalloc int[UcspiEnvironment.MaxEntries];
+        int n = UcspiEnvironment.Write(ucspi, addresses, System.Text.Encoding.UTF8.GetBytes(program.LocalName ?? ""), starts);
+        var env = program.BaseEnvironment().ToList();
+        for (int i = 0; i < n; i++)
+        {
+            int end = Array.IndexOf(ucspi, (byte)0, starts[i]);
+            env.Add(System.Text.Encoding.UTF8.GetString(ucspi, starts[i], end - starts[i]));
+        }
+        using NativeCommand command = NativeCommand.Program(program.File, program.Argv, env, 0);
+        int fd = connection.Handle;
+        if (Interop.Dup2(fd, 0) < 0 || Interop.Dup2(fd, 1) < 0)
+        {
+            throw Interop.Error("dup2");
+        }
+        if (fd > 2)
+        {
+            Interop.Close(fd);
+        }
+        // An ignored signal stays ignored across exec (SIGPIPE is, in every .NET process): give the program defaults.
+        for (int signal = 1; signal < 65; signal++)
+        {
+            if (signal is not (Interop.SIGKILL or 19))
+            {
+                Interop.Signal(signal, Interop.SIG_DFL);
+            }
+        }
+        Interop.Execvpe(command.Path, command.Argv, command.Envp);
+        Errno error = Interop.LastError;
+        connection.Log.Write($"warning: unable to exec {program.File}: {Interop.ErrorText(error)}");
+        return 127;
+    }
+}

@@ -1,0 +1,89 @@
+namespace TcpFork;
+
+/// <summary>Why the parent refused a connection.</summary>
+internal enum Verdict
+{
+    Allow,
+    DenyRule,
+    DenyPerIp,
+    DenyRate,
+}
+
+/// <summary>
+/// The checks the parent makes before it creates a child: allow/deny rules (first match wins, default
+/// allow), connections per IP, connection rate per IP. A refused connection is logged and closed; the
+/// service itself is never disabled. Allocation-free per connection.
+/// </summary>
+internal sealed class AccessPolicy
+{
+    private AccessRule[] _rules;
+    private readonly int _maxPerIp;
+    private readonly PeerTable _peers;
+
+    public AccessPolicy(TcpForkServerOptions options, IReadOnlyList<AccessRule> rules)
+    {
+        _rules = [.. rules];
+        _maxPerIp = options.MaxPerIp;
+        _peers = new PeerTable(options.MaxConnections, options.Rate);
+        Message = options.MaxPerIpMessage is null ? null : System.Text.Encoding.UTF8.GetBytes(options.MaxPerIpMessage + "\r\n");
+    }
+
+    /// <summary>What a client over the per-IP limit is sent before it is closed, if anything.</summary>
+    public byte[]? Message { get; }
+
+    /// <summary>The rule that decided the last <see cref="Verdict.DenyRule"/>.</summary>
+    public AccessRule? LastRule { get; private set; }
+
+    public void ReplaceRules(IReadOnlyList<AccessRule> rules) => _rules = [.. rules];
+
+    /// <summary>Decides on a new connection from <paramref name="peer"/>; on Allow also returns how many it has open, this one included.</summary>
+    public Verdict Admit(in SockAddr peer, long nowMs, out int fromSameIp)
+    {
+        fromSameIp = 1;
+        if (!PeerTable.TryKey(peer, out UInt128 key))
+        {
+            return Verdict.Allow; // unix sockets have no IP
+        }
+        Span<byte> address = stackalloc byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(address, key);
+        foreach (AccessRule rule in _rules)
+        {
+            if (rule.Matches(address))
+            {
+                if (!rule.Allow)
+                {
+                    LastRule = rule;
+                    return Verdict.DenyRule;
+                }
+                break;
+            }
+        }
+        int open = _peers.Connections(key);
+        if (_maxPerIp > 0 && open >= _maxPerIp)
+        {
+            return Verdict.DenyPerIp;
+        }
+        if (!_peers.TryTakeToken(key, nowMs))
+        {
+            return Verdict.DenyRate;
+        }
+        fromSameIp = open + 1;
+        return Verdict.Allow;
+    }
+
+    public void Started(in SockAddr peer, long nowMs)
+    {
+        if (PeerTable.TryKey(peer, out UInt128 key))
+        {
+            _peers.AddConnection(key, nowMs);
+        }
+    }
+
+    public void Ended(in SockAddr peer)
+    {
+        if (PeerTable.TryKey(peer, out UInt128 key))
+        {
+            _peers.RemoveConnection(key);
+        }
+    }
+}

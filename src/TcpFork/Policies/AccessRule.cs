@@ -1,0 +1,145 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace TcpFork;
+
+/// <summary>
+/// One allow or deny rule for a network: <c>10.0.0.0/8</c>, <c>::1</c>, <c>2001:db8::/32</c>. A bare
+/// address is a host (/32 or /128). IPv4 rules also match IPv4-mapped IPv6 peers.
+/// </summary>
+public sealed class AccessRule
+{
+    private readonly byte[] _network; // 16 bytes: IPv4 as ::ffff:a.b.c.d
+    private readonly int _bits;       // prefix length over those 16 bytes
+
+    private AccessRule(bool allow, byte[] network, int bits, string text)
+    {
+        Allow = allow;
+        _network = network;
+        _bits = bits;
+        Text = text;
+    }
+
+    /// <summary>True for allow, false for deny.</summary>
+    public bool Allow { get; }
+
+    /// <summary>The rule as written, e.g. <c>deny 10.0.0.0/8</c>.</summary>
+    public string Text { get; }
+
+    /// <summary>Parses a network (<c>ADDRESS[/PREFIX]</c>); throws <see cref="FormatException"/> with the reason.</summary>
+    public static AccessRule Create(bool allow, string cidr)
+    {
+        ArgumentNullException.ThrowIfNull(cidr);
+        string text = cidr.Trim();
+        int slash = text.IndexOf('/', StringComparison.Ordinal);
+        string addressText = slash < 0 ? text : text[..slash];
+        if (!IPAddress.TryParse(addressText, out IPAddress? address) || addressText.Contains('%', StringComparison.Ordinal)
+            || (address.AddressFamily == AddressFamily.InterNetwork && addressText.Count(c => c == '.') != 3))
+        {
+            throw new FormatException($"'{cidr}' is not an IP address or network (e.g. 10.0.0.0/8, ::1)");
+        }
+        bool v4 = address.AddressFamily == AddressFamily.InterNetwork;
+        int max = v4 ? 32 : 128;
+        int prefix = max;
+        if (slash >= 0 && (!int.TryParse(text.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out prefix) || prefix > max))
+        {
+            throw new FormatException($"'{cidr}': the prefix length must be a number from 0 to {max}");
+        }
+        byte[] network = (v4 ? address.MapToIPv6() : address).GetAddressBytes();
+        int bits = v4 ? 96 + prefix : prefix;
+        Mask(network, bits);
+        return new AccessRule(allow, network, bits, $"{(allow ? "allow" : "deny")} {text}");
+    }
+
+    /// <summary>Parses a rule line: <c>allow CIDR</c> or <c>deny CIDR</c>.</summary>
+    public static AccessRule ParseLine(string line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        string[] words = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        if (words.Length != 2 || words[0] is not ("allow" or "deny"))
+        {
+            throw new FormatException($"expected 'allow NETWORK' or 'deny NETWORK', not '{line.Trim()}'");
+        }
+        return Create(words[0] == "allow", words[1]);
+    }
+
+    /// <summary>Reads a rules file: one rule a line, <c>#</c> starts a comment; errors name the file and line.</summary>
+    public static List<AccessRule> ReadFile(string path)
+    {
+        var rules = new List<AccessRule>();
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new FormatException($"{path}: {e.Message}", e);
+        }
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string line = lines[i];
+            int hash = line.IndexOf('#', StringComparison.Ordinal);
+            if (hash >= 0)
+            {
+                line = line[..hash];
+            }
+            if (string.IsNullOrWhiteSpace(line))
+            {
+                continue;
+            }
+            try
+            {
+                rules.Add(ParseLine(line));
+            }
+            catch (FormatException e)
+            {
+                throw new FormatException($"{path}:{i + 1}: {e.Message}", e);
+            }
+        }
+        return rules;
+    }
+
+    /// <summary>True when <paramref name="address"/> (16 bytes, IPv4 mapped) is in this rule's network.</summary>
+    internal bool Matches(ReadOnlySpan<byte> address)
+    {
+        int full = _bits / 8;
+        if (!address[..full].SequenceEqual(_network.AsSpan(0, full)))
+        {
+            return false;
+        }
+        int rest = _bits % 8;
+        return rest == 0 || ((address[full] ^ _network[full]) & (0xff << (8 - rest))) == 0;
+    }
+
+    private static void Mask(byte[] a, int bits)
+    {
+        for (int i = 0; i < 16; i++)
+        {
+            int keep = Math.Clamp(bits - (i * 8), 0, 8);
+            a[i] &= (byte)(0xff << (8 - keep));
+        }
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => Text;
+}
+
+/// <summary>A per-IP connection rate: at most <see cref="Count"/> connections every <see cref="Per"/>.</summary>
+public sealed record RateLimit(int Count, TimeSpan Per)
+{
+    /// <summary>Parses <c>N/SECONDS</c>, e.g. <c>10/60</c>.</summary>
+    public static RateLimit Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string[] parts = text.Split('/');
+        if (parts.Length != 2
+            || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n < 1
+            || !double.TryParse(parts[1], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double s) || !(s > 0 && s <= 86400))
+        {
+            throw new FormatException($"'{text}': expected N/SECONDS, e.g. 10/60 (N at least 1, SECONDS up to 86400)");
+        }
+        return new RateLimit(n, TimeSpan.FromSeconds(s));
+    }
+}

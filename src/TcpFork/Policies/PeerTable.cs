@@ -1,0 +1,176 @@
+namespace TcpFork;
+
+/// <summary>
+/// Per-IP state for the policies: live connections and a token bucket for the rate limit. Open
+/// addressing over arrays sized at start, so a lookup never allocates; entries with no connection and
+/// a full bucket are swept out when the table fills.
+/// </summary>
+internal sealed class PeerTable
+{
+    private const long Scale = 1000; // tokens in thousandths
+    private readonly UInt128[] _key;
+    private readonly bool[] _used;
+    private readonly int[] _connections;
+    private readonly long[] _tokens;
+    private readonly long[] _refilledAt;
+    private readonly int _mask;
+    private int _count;
+    private readonly RateLimit? _rate;
+
+    public PeerTable(int maxConnections, RateLimit? rate)
+    {
+        int size = 64;
+        while (size < maxConnections * 4)
+        {
+            size <<= 1;
+        }
+        _key = new UInt128[size];
+        _used = new bool[size];
+        _connections = new int[size];
+        _tokens = new long[size];
+        _refilledAt = new long[size];
+        _mask = size - 1;
+        _rate = rate;
+    }
+
+    /// <summary>The IP as a 16-byte key (IPv4 mapped into IPv6), or false for a unix socket.</summary>
+    public static bool TryKey(in SockAddr peer, out UInt128 key)
+    {
+        Span<byte> b = stackalloc byte[16];
+        ReadOnlySpan<byte> a = peer.AddressBytes;
+        if (peer.Family == Interop.AF_INET)
+        {
+            b.Clear();
+            b[10] = b[11] = 0xff;
+            a.CopyTo(b[12..]);
+        }
+        else if (peer.Family == Interop.AF_INET6)
+        {
+            a.CopyTo(b);
+        }
+        else
+        {
+            key = default;
+            return false;
+        }
+        key = System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(b);
+        return true;
+    }
+
+    public int Connections(UInt128 key)
+    {
+        int slot = Find(key, insert: false, 0);
+        return slot < 0 ? 0 : _connections[slot];
+    }
+
+    /// <summary>Takes one token from the key's bucket; false when the rate is exceeded.</summary>
+    public bool TryTakeToken(UInt128 key, long nowMs)
+    {
+        if (_rate is null)
+        {
+            return true;
+        }
+        int slot = Find(key, insert: true, nowMs);
+        if (slot < 0)
+        {
+            return true; // table full of live peers: fail open rather than refuse service
+        }
+        long capacity = _rate.Count * Scale;
+        long perMs = (long)_rate.Per.TotalMilliseconds;
+        long refill = (nowMs - _refilledAt[slot]) * capacity / Math.Max(1, perMs);
+        _tokens[slot] = Math.Min(capacity, _tokens[slot] + refill);
+        _refilledAt[slot] = nowMs;
+        if (_tokens[slot] < Scale)
+        {
+            return false;
+        }
+        _tokens[slot] -= Scale;
+        return true;
+    }
+
+    public void AddConnection(UInt128 key, long nowMs)
+    {
+        int slot = Find(key, insert: true, nowMs);
+        if (slot >= 0)
+        {
+            _connections[slot]++;
+        }
+    }
+
+    public void RemoveConnection(UInt128 key)
+    {
+        int slot = Find(key, insert: false, 0);
+        if (slot >= 0 && _connections[slot] > 0)
+        {
+            _connections[slot]--;
+        }
+    }
+
+    private int Find(UInt128 key, bool insert, long nowMs)
+    {
+        int start = (int)((ulong)(key ^ (key >> 64)) * 0x9E3779B97F4A7C15UL >> 40) & _mask;
+        for (int i = start, n = 0; n <= _mask; i = (i + 1) & _mask, n++)
+        {
+            if (!_used[i])
+            {
+                if (!insert)
+                {
+                    return -1;
+                }
+                if (_count * 4 >= _key.Length * 3 && Sweep(nowMs))
+                {
+                    return Find(key, insert, nowMs);
+                }
+                _used[i] = true;
+                _key[i] = key;
+                _connections[i] = 0;
+                _tokens[i] = (_rate?.Count ?? 0) * Scale;
+                _refilledAt[i] = nowMs;
+                _count++;
+                return i;
+            }
+            if (_key[i] == key)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>Rebuilds the table without idle peers whose bucket has refilled; true if it freed any.</summary>
+    private bool Sweep(long nowMs)
+    {
+        int before = _count;
+        long window = _rate is null ? 0 : (long)_rate.Per.TotalMilliseconds;
+        Span<int> keep = _key.Length <= 16384 ? stackalloc int[_key.Length] : new int[_key.Length];
+        int kept = 0;
+        for (int i = 0; i < _key.Length; i++)
+        {
+            if (_used[i] && (_connections[i] > 0 || nowMs - _refilledAt[i] < window))
+            {
+                keep[kept++] = i;
+            }
+        }
+        if (kept == before)
+        {
+            return false;
+        }
+        // Reinsert the survivors in place: clear, then put each back at its probe position.
+        var saved = new (UInt128 Key, int Conns, long Tokens, long At)[kept];
+        for (int k = 0; k < kept; k++)
+        {
+            int i = keep[k];
+            saved[k] = (_key[i], _connections[i], _tokens[i], _refilledAt[i]);
+        }
+        Array.Clear(_used);
+        _count = 0;
+        foreach (var s in saved)
+        {
+            int slot = Find(s.Key, insert: true, nowMs);
+            _connections[slot] = s.Conns;
+            _tokens[slot] = s.Tokens;
+            _refilledAt[slot] = s.At;
+        }
+        return true;
+    }
+}

@@ -1,0 +1,51 @@
+namespace TcpFork;
+
+/// <summary><c>--user</c>/<c>--group</c>: the parent gives up root after binding, before any child runs.</summary>
+internal static unsafe class Privileges
+{
+    public static void Drop(string? user, string? group)
+    {
+        if (user is null && group is null)
+        {
+            return;
+        }
+        uint? uid = null;
+        uint gid;
+        if (user is not null)
+        {
+            Interop.Passwd* pw = Interop.GetPwNam(user);
+            if (pw == null)
+            {
+                throw new FormatException($"--user: no such user '{user}'");
+            }
+            uid = pw->Uid;
+            gid = pw->Gid;
+        }
+        else
+        {
+            gid = 0;
+        }
+        if (group is not null)
+        {
+            Interop.Group* gr = Interop.GetGrNam(group);
+            if (gr == null)
+            {
+                throw new FormatException($"--group: no such group '{group}'");
+            }
+            gid = gr->Gid;
+        }
+        // Order matters: supplementary groups and the gid while still root, the uid last.
+        if (Interop.SetGroups(1, &gid) < 0)
+        {
+            Interop.Throw("setgroups");
+        }
+        if (Interop.SetGid(gid) < 0)
+        {
+            Interop.Throw("setgid");
+        }
+        if (uid is uint u && Interop.SetUid(u) < 0)
+        {
+            Interop.Throw("setuid");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using System.CommandLine;
+
+namespace TcpFork.Cli;
+
+/// <summary>
+/// <c>tcpfork exec [options] -- PROGRAM [ARGS…]</c>: a drop-in for ucspi-tcp's tcpserver. Each
+/// connection runs PROGRAM with the socket on descriptors 0 and 1 and the UCSPI variables set.
+/// </summary>
+internal static class ExecCommand
+{
+    public static Command Create()
+    {
+        var server = new ServerOptionsBinder();
+        var program = new Argument<string[]>("program")
+        {
+            Description = "The program to run for each connection, and its arguments (after --).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var env = new Option<string[]>("--env", "-e")
+        {
+            Description = "Add KEY=VALUE to the program's environment; repeatable.",
+            HelpName = "KEY=VALUE",
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = r =>
+            {
+                foreach (var t in r.Tokens.Where(t => t.Value.IndexOf('=', StringComparison.Ordinal) <= 0))
+                {
+                    r.AddError($"--env '{t.Value}': expected KEY=VALUE");
+                }
+                return r.Tokens.Select(t => t.Value).ToArray();
+            },
+        };
+        var localName = new Option<string?>("--local-name")
+        {
+            Description = "Value of TCPLOCALHOST (tcpserver's -l); tcpfork makes no DNS lookups.",
+            HelpName = "NAME",
+        };
+        var command = new Command("exec", "Run PROGRAM for each connection, tcpserver style: the socket on fd 0 and 1, UCSPI variables (PROTO, TCPREMOTEIP, …) in its environment.");
+        server.AddTo(command);
+        command.Options.Add(env);
+        command.Options.Add(localName);
+        command.Arguments.Add(program);
+        command.SetAction(parsed =>
+        {
+            string[] argv = parsed.GetValue(program)!;
+            var exec = new ExecProgram(argv[0], argv[1..]) { LocalName = parsed.GetValue(localName) };
+            foreach (string kv in parsed.GetValue(env) ?? [])
+            {
+                exec.Environment.Add(kv);
+            }
+            return Serve.Run(TcpForkServer.ForProgram(exec, server.Bind(parsed)));
+        });
+        return command;
+    }
+}
