@@ -50,16 +50,18 @@ internal sealed class ChildTable
     }
 
     /// <summary>Removes <paramref name="pid"/>; false if it is not one of ours.</summary>
-    public bool Remove(int pid, out SockAddr peer, out int fd)
+    public bool Remove(int pid, out SockAddr peer, out int fd, out long startedMs)
     {
         if (!_slotOf.Remove(pid, out int slot))
         {
             peer = default;
             fd = -1;
+            startedMs = 0;
             return false;
         }
         peer = _peer[slot];
         fd = _fd[slot];
+        startedMs = _started[slot];
         _pid[slot] = 0;
         _free[_freeCount++] = slot;
         return true;

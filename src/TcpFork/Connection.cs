@@ -6,22 +6,51 @@ namespace TcpFork;
 /// <summary>Handles one connection inside its own process; the return value is the process's exit code.</summary>
 public delegate int ConnectionHandler(Connection connection);
 
+/// <summary>Handles one connection asynchronously inside its own process (a fresh single-connection process, so async is fine there).</summary>
+public delegate Task<int> AsyncConnectionHandler(Connection connection);
+
 /// <summary>One accepted connection, as seen from the child process that serves it.</summary>
 public sealed unsafe class Connection
 {
-    private readonly ServerLog _log;
     private Socket? _socket;
+    private NetworkStream? _stream;
 
     internal Connection(int fd, in Accepted accepted, ServerLog log)
     {
         Handle = fd;
         Number = accepted.Number;
         ConnectionsFromSameIP = accepted.FromSameIp;
-        _log = log;
+        Log = log;
     }
+
+    /// <summary>The connected socket's file descriptor, owned by this process.</summary>
+    public int Handle { get; }
+
+    /// <summary>This connection's number since the server started, from 1.</summary>
+    public long Number { get; }
 
     /// <summary>Connections open from this client's IP, this one included (TCPCONNNUM).</summary>
     public int ConnectionsFromSameIP { get; }
+
+    /// <summary>This child's process id.</summary>
+    public static int ProcessId => Interop.GetPid();
+
+    internal ServerLog Log { get; }
+
+    /// <summary>The connected socket (created on first use; it owns the descriptor).</summary>
+    public Socket Socket => _socket ??= new Socket(new SafeSocketHandle(Handle, ownsHandle: true));
+
+    /// <summary>A stream over <see cref="Socket"/> (created on first use).</summary>
+    public Stream Stream => _stream ??= new NetworkStream(Socket, ownsSocket: false);
+
+    /// <summary>The server's end: an <see cref="IPEndPoint"/>, or a <see cref="UnixDomainSocketEndPoint"/>.</summary>
+    public EndPoint LocalEndPoint => ToEndPoint(Addresses.Local);
+
+    /// <summary>The client's end: an <see cref="IPEndPoint"/>, or a <see cref="UnixDomainSocketEndPoint"/> (often unnamed).</summary>
+    public EndPoint RemoteEndPoint => ToEndPoint(Addresses.Peer);
+
+    /// <summary>Writes one line to tcpfork's log on stderr, prefixed <c>tcpfork: PID: </c>.</summary>
+    public void WriteLog(string message) => Log.Write($"{ProcessId}: {message}");
 
     /// <summary>The kernel's addresses of this connection, for the UCSPI environment.</summary>
     internal Accepted Addresses
@@ -39,62 +68,14 @@ public sealed unsafe class Connection
         }
     }
 
-    /// <summary>The connected socket's file descriptor, owned by this process.</summary>
-    public int Handle { get; }
-
-    /// <summary>This connection's number since the server started, from 1.</summary>
-    public long Number { get; }
-
-    /// <summary>This child's process id.</summary>
-    public static int ProcessId => Interop.GetPid();
-
-    internal ServerLog Log => _log;
-
-    /// <summary>The connected socket (created on first use).</summary>
-    public Socket Socket => _socket ??= new Socket(new SafeSocketHandle(Handle, ownsHandle: true));
-
-    /// <summary>The server's address of this connection.</summary>
-    public SocketAddressText LocalAddress => Address(local: true);
-
-    /// <summary>The client's address.</summary>
-    public SocketAddressText RemoteAddress => Address(local: false);
-
-    private SocketAddressText Address(bool local)
+    private static EndPoint ToEndPoint(in SockAddr a)
     {
-        SockAddr a = default;
-        int len = SockAddr.Capacity;
-        int r = local ? Interop.GetSockName(Handle, &a, &len) : Interop.GetPeerName(Handle, &a, &len);
-        a.Length = r < 0 ? 0 : len;
-        return new SocketAddressText(a);
-    }
-}
-
-/// <summary>A socket address: IP and port, or a unix socket's path.</summary>
-public readonly struct SocketAddressText
-{
-    private readonly SockAddr _address;
-
-    internal SocketAddressText(SockAddr address) => _address = address;
-
-    /// <summary>The IP as text (<c>127.0.0.1</c>, <c>::1</c>) or a unix socket's path.</summary>
-    public string IP
-    {
-        get
+        if (a.IsUnix)
         {
-            Span<byte> b = stackalloc byte[112];
-            return _address.TryFormatIP(b, out int n) ? System.Text.Encoding.UTF8.GetString(b[..n]) : "";
+            string path = System.Text.Encoding.UTF8.GetString(a.AddressBytes);
+            return new UnixDomainSocketEndPoint(path.Length == 0 ? "\0" : path);
         }
+        var ip = new IPAddress(a.AddressBytes);
+        return new IPEndPoint(ip, a.Port);
     }
-
-    /// <summary>The TCP port, 0 for a unix socket.</summary>
-    public int Port => _address.Port;
-
-    /// <summary>True for a unix-domain socket.</summary>
-    public bool IsUnix => _address.IsUnix;
-
-    /// <summary>An <see cref="IPEndPoint"/>, or null for a unix socket.</summary>
-    public IPEndPoint? ToIPEndPoint() => IsUnix ? null : new IPEndPoint(IPAddress.Parse(IP), Port);
-
-    /// <summary><c>127.0.0.1:5555</c>, <c>[::1]:5555</c> or <c>unix:/path</c>.</summary>
-    public override string ToString() => _address.ToString();
 }

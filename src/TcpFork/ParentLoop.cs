@@ -196,6 +196,10 @@ internal sealed unsafe class ParentLoop : IDisposable
         c.Number = ++_served;
 
         Verdict verdict = _policy.Admit(c.Peer, now, out c.FromSameIp);
+        if (verdict == Verdict.Allow && _options.Verify is { } verify && !CallHook(verify, c.Peer))
+        {
+            verdict = Verdict.DenyVerify;
+        }
         if (verdict != Verdict.Allow)
         {
             Refuse(fd, c, verdict);
@@ -245,6 +249,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             {
                 Verdict.DenyPerIp => "max-per-ip"u8,
                 Verdict.DenyRate => "rate"u8,
+                Verdict.DenyVerify => "verify"u8,
                 _ => "rule"u8,
             };
             LogConnection("deny"u8, 0, c, reason);
@@ -264,6 +269,34 @@ internal sealed unsafe class ParentLoop : IDisposable
         else
         {
             _log.Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port} {reason}");
+        }
+    }
+
+    private bool _hookWarned;
+
+    /// <summary>Runs a user hook on the parent's thread, and says so once if it allocated (docs/fork-safety.md, invariant 3).</summary>
+    private bool CallHook(VerifyConnection verify, in SockAddr peer)
+    {
+        long before = Allocated;
+        bool allowed = verify(new ClientAddress(in peer));
+        WarnIfAllocated("Verify", before);
+        return allowed;
+    }
+
+    private void CallHook(ChildExited exited, in ChildExit exit)
+    {
+        long before = Allocated;
+        exited(exit);
+        WarnIfAllocated("ChildExited", before);
+    }
+
+    private void WarnIfAllocated(string hook, long before)
+    {
+        long allocated = Allocated - before;
+        if (allocated > 0 && !_hookWarned)
+        {
+            _hookWarned = true;
+            _log.Write($"warning: the {hook} hook allocated {allocated} bytes in the parent; hooks must not allocate (see docs/fork-safety.md)");
         }
     }
 
@@ -332,9 +365,13 @@ internal sealed unsafe class ParentLoop : IDisposable
         int status, pid;
         while ((pid = Interop.WaitPid(-1, &status, Interop.WNOHANG)) > 0)
         {
-            if (!_children.Remove(pid, out SockAddr peer, out int fd))
+            if (!_children.Remove(pid, out SockAddr peer, out int fd, out long started))
             {
                 continue;
+            }
+            if (_options.ChildExited is { } exited)
+            {
+                CallHook(exited, new ChildExit(pid, status, TimeSpan.FromMilliseconds(Environment.TickCount64 - started)));
             }
             if (fd >= 0)
             {

@@ -15,7 +15,20 @@ public sealed class TcpForkServer
     private readonly TcpForkServerOptions _options;
     private readonly ExecProgram? _program;
 
-    /// <summary>Creates a server that runs <paramref name="handler"/> for every connection.</summary>
+    /// <summary>Creates a server that runs the asynchronous <paramref name="handler"/> for every connection, each in its own process.</summary>
+    public TcpForkServer(AsyncConnectionHandler handler, TcpForkServerOptions? options = null)
+        : this(Synchronous(handler), options)
+    {
+    }
+
+    private static ConnectionHandler Synchronous(AsyncConnectionHandler handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        // The child is a fresh single-connection process: blocking its main thread on the task is fine.
+        return connection => handler(connection).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Creates a server that runs <paramref name="handler"/> for every connection, each in its own process.</summary>
     public TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(handler);

@@ -76,6 +76,12 @@ public sealed class TcpForkServerOptions
     /// <summary>After binding, run with this group. Defaults to null (the user's, or unchanged).</summary>
     public string? Group { get; set; }
 
+    /// <summary>Runs in the parent before a child is made; false refuses the connection. See <see cref="VerifyConnection"/>. Defaults to null.</summary>
+    public VerifyConnection? Verify { get; set; }
+
+    /// <summary>Runs in the parent when a child has ended. See <see cref="TcpFork.ChildExited"/>. Defaults to null.</summary>
+    public ChildExited? ChildExited { get; set; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
     public void Validate()
     {

@@ -7,6 +7,7 @@ internal enum Verdict
     DenyRule,
     DenyPerIp,
     DenyRate,
+    DenyVerify,
 }
 
 /// <summary>

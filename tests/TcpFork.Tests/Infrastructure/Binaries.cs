@@ -17,7 +17,14 @@ public enum Flavor
 /// </summary>
 public static class Binaries
 {
-    private static readonly Lazy<string> Aot = new(PublishAot, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<string> Aot = new(() => Environment.GetEnvironmentVariable("TCPFORK_AOT_BINARY") is { Length: > 0 } given
+        ? given : PublishAot(Path.Combine("src", "tcpfork", "tcpfork.Cli.csproj"), "test-aot", "tcpfork"), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private static readonly Lazy<string> TestHostAot = new(() =>
+        PublishAot(Path.Combine("tests", "TcpFork.TestHost", "TcpFork.TestHost.csproj"), "test-aot-host", "TcpFork.TestHost"), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private static readonly Lazy<string> KeyValueAot = new(() =>
+        PublishAot(Path.Combine("samples", "KeyValue", "KeyValue.csproj"), "test-aot-keyvalue", "KeyValue"), LazyThreadSafetyMode.ExecutionAndPublication);
 
     public static string RepoRoot { get; } = FindRepoRoot();
 
@@ -34,6 +41,19 @@ public static class Binaries
         }
     }
 
+    /// <summary>The library test host (tests/TcpFork.TestHost): NativeAOT for fork, the JIT build otherwise.</summary>
+    public static string TestHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.TestHost") : TestHostAot.Value;
+
+    /// <summary>The sample key-value server: NativeAOT for fork, the JIT build otherwise.</summary>
+    public static string KeyValue(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("KeyValue") : KeyValueAot.Value;
+
+    private static string BesideTests(string name)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, name);
+        Assert.True(File.Exists(path), $"{name} not found at {path}");
+        return path;
+    }
+
     /// <summary>The executable and the <c>--mode</c> arguments for a flavor.</summary>
     public static (string Exe, string[] ModeArgs) For(Flavor flavor) => flavor switch
     {
@@ -42,17 +62,12 @@ public static class Binaries
         _ => (JitBinary, ["--mode", "spawn"]),
     };
 
-    private static string PublishAot()
+    private static string PublishAot(string project, string outputName, string binary)
     {
-        string? given = Environment.GetEnvironmentVariable("TCPFORK_AOT_BINARY");
-        if (!string.IsNullOrEmpty(given))
-        {
-            return given;
-        }
-        string output = Path.Combine(RepoRoot, "artifacts", "test-aot");
+        string output = Path.Combine(RepoRoot, "artifacts", outputName);
         var psi = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { "publish", Path.Combine(RepoRoot, "src", "tcpfork", "tcpfork.Cli.csproj"), "-c", "Release", "-o", output, "--nologo" },
+            ArgumentList = { "publish", Path.Combine(RepoRoot, project), "-c", "Release", "-o", output, "--nologo" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
@@ -68,7 +83,7 @@ public static class Binaries
         {
             throw new InvalidOperationException($"NativeAOT publish failed ({p.ExitCode}):\n{stdout.Result}\n{stderr.Result}");
         }
-        return Path.Combine(output, "tcpfork");
+        return Path.Combine(output, binary);
     }
 
     private static string FindRepoRoot()

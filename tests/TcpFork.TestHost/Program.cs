@@ -1,0 +1,53 @@
+using System.Text;
+using TcpFork;
+
+// testhost SCENARIO MODE: a library user's program. In spawn mode each child runs this Main again, so
+// everything the handler needs is set up the same way on every run, before Run().
+string scenario = args[0];
+var options = new TcpForkServerOptions { Mode = Enum.Parse<ProcessMode>(args[1], ignoreCase: true) };
+options.Listen.Add(ListenAddress.Parse("127.0.0.1:0"));
+
+// State made before Run: a forked child sees the parent's copy; a spawned child makes its own.
+string madeBy = $"made-by {Environment.ProcessId}";
+var exits = new int[1];
+
+switch (scenario)
+{
+    case "throw":
+        return new TcpForkServer((ConnectionHandler)(c => throw new InvalidOperationException("boom")), options).Run();
+
+    case "async":
+        return new TcpForkServer(async c =>
+        {
+            using var reader = new StreamReader(c.Stream, Encoding.UTF8);
+            string? line = await reader.ReadLineAsync();
+            await Task.Delay(10);
+            await c.Stream.WriteAsync(Encoding.UTF8.GetBytes($"async {line} from {c.RemoteEndPoint} to {c.LocalEndPoint} #{c.Number}\n"));
+            return 3;
+        }, options).Run();
+
+    case "state":
+        return new TcpForkServer(c =>
+        {
+            exits[0] += 100; // a child's change: never seen by the parent or the next child
+            c.Stream.Write(Encoding.UTF8.GetBytes($"{madeBy} {exits[0]} child {Connection.ProcessId}\n"));
+            return 0;
+        }, options).Run();
+
+    case "hooks":
+    case "hooks-allocating":
+        var local = AccessRule.Create(allow: true, "127.0.0.0/8");
+        options.Verify = scenario == "hooks"
+            ? client => client.IsIn(local) && client.Port % 2 == 0 // even client ports only
+            : client => client.ToString().Length > 0;              // allocates: the parent warns
+        options.ChildExited = (in ChildExit e) => exits[0]++;
+        return new TcpForkServer(c =>
+        {
+            c.Stream.Write(Encoding.UTF8.GetBytes($"exits before me {exits[0]}\n"));
+            return 0;
+        }, options).Run();
+
+    default:
+        Console.Error.WriteLine($"unknown scenario {scenario}");
+        return 2;
+}

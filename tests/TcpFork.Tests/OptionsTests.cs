@@ -1,0 +1,80 @@
+namespace TcpFork.Tests;
+
+/// <summary>The library's options and parsers refuse bad values with exceptions that name them.</summary>
+public class OptionsTests
+{
+    [Theory]
+    [InlineData(nameof(TcpForkServerOptions.MaxConnections))]
+    [InlineData(nameof(TcpForkServerOptions.Backlog))]
+    [InlineData(nameof(TcpForkServerOptions.DrainTimeout))]
+    [InlineData(nameof(TcpForkServerOptions.MaxPerIp))]
+    [InlineData(nameof(TcpForkServerOptions.IdleTimeout))]
+    [InlineData(nameof(TcpForkServerOptions.Mode))]
+    [InlineData("OpenFiles")]
+    public void Validate_names_the_option_out_of_range(string name)
+    {
+        var o = new TcpForkServerOptions();
+        switch (name)
+        {
+            case nameof(o.MaxConnections): o.MaxConnections = 0; break;
+            case nameof(o.Backlog): o.Backlog = 70000; break;
+            case nameof(o.DrainTimeout): o.DrainTimeout = TimeSpan.FromSeconds(-1); break;
+            case nameof(o.MaxPerIp): o.MaxPerIp = -1; break;
+            case nameof(o.IdleTimeout): o.IdleTimeout = TimeSpan.Zero; break;
+            case nameof(o.Mode): o.Mode = (ProcessMode)42; break;
+            default: o.Limits.OpenFiles = 0; break;
+        }
+        ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(o.Validate);
+        Assert.Equal(name, e.ParamName);
+    }
+
+    [Fact]
+    public void The_defaults_are_valid_and_documented_values()
+    {
+        var o = new TcpForkServerOptions();
+        o.Validate();
+        Assert.Equal((1000, 1024, TimeSpan.FromSeconds(10), ProcessMode.Auto, LogLevel.Normal), (o.MaxConnections, o.Backlog, o.DrainTimeout, o.Mode, o.LogLevel));
+    }
+
+    [Fact]
+    public void Fork_mode_is_refused_under_the_JIT_with_the_reason()
+    {
+        Assert.False(TcpForkServer.IsForkSupported); // this test process runs under the JIT
+        NotSupportedException e = Assert.Throws<NotSupportedException>(() => TcpForkServer.ResolveMode(ProcessMode.Fork));
+        Assert.Contains("NativeAOT", e.Message);
+        Assert.Equal(ProcessMode.Spawn, TcpForkServer.ResolveMode(ProcessMode.Auto));
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1:80", "127.0.0.1", 80, null)]
+    [InlineData("[::1]:0", "::1", 0, null)]
+    [InlineData("*:4000", "*", 4000, null)]
+    [InlineData("unix:/tmp/x.sock", null, 0, "/tmp/x.sock")]
+    public void Listen_addresses_parse(string text, string? host, int port, string? path)
+    {
+        ListenAddress a = ListenAddress.Parse(text);
+        Assert.Equal((host, port, path), (a.Host, a.Port, a.UnixPath));
+    }
+
+    [Theory]
+    [InlineData("nocolon")]
+    [InlineData("1.2.3.4:")]
+    [InlineData("[::1]")]
+    [InlineData(":80")]
+    [InlineData("unix:")]
+    public void Bad_listen_addresses_are_FormatExceptions_that_quote_the_input(string text) =>
+        Assert.Contains($"'{text}'", Assert.Throws<FormatException>(() => ListenAddress.Parse(text)).Message);
+
+    [Theory]
+    [InlineData("10/60", 10, 60)]
+    [InlineData("1/0.5", 1, 0.5)]
+    public void Rates_parse(string text, int count, double seconds) =>
+        Assert.Equal(new RateLimit(count, TimeSpan.FromSeconds(seconds)), RateLimit.Parse(text));
+
+    [Theory]
+    [InlineData("0/60")]
+    [InlineData("10")]
+    [InlineData("10/0")]
+    [InlineData("x/y")]
+    public void Bad_rates_are_refused(string text) => Assert.Throws<FormatException>(() => RateLimit.Parse(text));
+}
