@@ -17,20 +17,31 @@ public sealed unsafe class Connection
 
     internal Connection(int fd, in Accepted accepted, ServerLog log)
     {
+        Log = log;
+        Reset(fd, accepted);
+    }
+
+    /// <summary>
+    /// Points this object at a new connection. The fork launcher keeps one, filled in before each fork,
+    /// so a forked child needs no allocation before its handler runs.
+    /// </summary>
+    internal void Reset(int fd, in Accepted accepted)
+    {
         Handle = fd;
         Number = accepted.Number;
         ConnectionsFromSameIP = accepted.FromSameIp;
-        Log = log;
+        _socket = null;
+        _stream = null;
     }
 
     /// <summary>The connected socket's file descriptor, owned by this process.</summary>
-    public int Handle { get; }
+    public int Handle { get; private set; }
 
     /// <summary>This connection's number since the server started, from 1.</summary>
-    public long Number { get; }
+    public long Number { get; private set; }
 
     /// <summary>Connections open from this client's IP, this one included (TCPCONNNUM).</summary>
-    public int ConnectionsFromSameIP { get; }
+    public int ConnectionsFromSameIP { get; private set; }
 
     /// <summary>This child's process id.</summary>
     public static int ProcessId => Interop.GetPid();

@@ -22,6 +22,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly AccessPolicy _policy;
     private readonly Func<IReadOnlyList<AccessRule>>? _reloadRules;
     private readonly bool _keepConnections;
+    private readonly bool _needLocalAddress;
     private readonly long _timeoutCheckMs;
     private long _nextTimeoutCheck;
     private readonly SafeFd _epoll;
@@ -49,6 +50,8 @@ internal sealed unsafe class ParentLoop : IDisposable
         _children = new ChildTable(options.MaxConnections);
         // The idle timeout reads TCP_INFO, so the parent keeps its copy of each connection until the child ends.
         _keepConnections = options.IdleTimeout is not null;
+        // The local address is for the ok/deny lines and exec's environment: not worth a system call otherwise.
+        _needLocalAddress = log.IsNormal || launcher is ExecLauncher;
         TimeSpan shortest = new[] { options.IdleTimeout, options.MaxLifetime }.Where(t => t is not null).Select(t => t!.Value).DefaultIfEmpty(TimeSpan.Zero).Min();
         _timeoutCheckMs = shortest == TimeSpan.Zero ? 0 : Math.Clamp((long)shortest.TotalMilliseconds / 4, 50, 1000);
         _nextTimeoutCheck = _timeoutCheckMs == 0 ? long.MaxValue : Environment.TickCount64 + _timeoutCheckMs;
@@ -73,6 +76,14 @@ internal sealed unsafe class ParentLoop : IDisposable
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
     public int Run()
     {
+        // Give back what start-up used (parsing, DNS…): every resident anonymous page of the parent is a
+        // page-table entry that each fork copies and each child's exit tears down.
+        // Then let the finalizer thread finish what that collection gave it: the loop must start with it idle
+        // (docs/fork-safety.md, invariant 3).
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
         SetPolling(true);
         while (_phase != Phase.Done)
         {
@@ -190,9 +201,12 @@ internal sealed unsafe class ParentLoop : IDisposable
         long now = Environment.TickCount64;
         Accepted c = default;
         c.Peer = peer;
-        int len = SockAddr.Capacity;
-        Interop.GetSockName(fd, &c.Local, &len);
-        c.Local.Length = len;
+        if (_needLocalAddress)
+        {
+            int len = SockAddr.Capacity;
+            Interop.GetSockName(fd, &c.Local, &len);
+            c.Local.Length = len;
+        }
         c.Number = ++_served;
 
         Verdict verdict = _policy.Admit(c.Peer, now, out c.FromSameIp);

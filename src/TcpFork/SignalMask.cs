@@ -39,7 +39,11 @@ internal static unsafe class SignalMask
         throw Interop.Error("execve");
     }
 
-    /// <summary>Blocks the parent's signals in the calling thread.</summary>
+    /// <summary>
+    /// Blocks the parent's signals in the calling thread, and makes sure none is ignored: an ignored
+    /// signal is discarded before a signalfd can see it, and a shell starts background jobs with
+    /// SIGINT and SIGQUIT ignored.
+    /// </summary>
     public static void Block()
     {
         SigSet set;
@@ -49,6 +53,11 @@ internal static unsafe class SignalMask
         Interop.SigAddSet(&set, Interop.SIGINT);
         Interop.SigAddSet(&set, Interop.SIGHUP);
         Interop.PthreadSigMask(Interop.SIG_BLOCK, &set, null);
+        // Blocked first, so a default disposition cannot act in between.
+        Interop.Signal(Interop.SIGCHLD, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGTERM, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGINT, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGHUP, Interop.SIG_DFL);
     }
 
     /// <summary>The name of a thread of this process that leaves one of the handled signals unblocked, or null.</summary>

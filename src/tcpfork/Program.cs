@@ -18,6 +18,7 @@ namespace TcpFork.Cli
             {
                 EchoCommand.Create(),
                 ExecCommand.Create(),
+                BenchCommand.Create(),
             };
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)

@@ -13,6 +13,10 @@ var exits = new int[1];
 
 switch (scenario)
 {
+    case "echo":
+        options.LogLevel = LogLevel.Quiet;
+        return new TcpForkServer(EchoHandler.Handle, options).Run();
+
     case "throw":
         return new TcpForkServer((ConnectionHandler)(c => throw new InvalidOperationException("boom")), options).Run();
 

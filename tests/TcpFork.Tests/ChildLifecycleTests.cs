@@ -151,6 +151,16 @@ public class ChildLifecycleTests
     }
 
     [Fact]
+    public void SIGINT_drains_even_when_the_server_was_started_with_SIGINT_ignored()
+    {
+        // A non-interactive shell starts background jobs with SIGINT ignored; an ignored signal never reaches a signalfd.
+        using ServerProcess server = ServerProcess.Start("/bin/sh", ["-c", $"trap '' INT; exec {Binaries.AotBinary} echo"]);
+        server.Signal(Native.SIGINT);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        Assert.Contains(server.StderrLines, l => l.StartsWith("tcpfork: stop: SIGINT", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task The_verbose_log_shows_each_childs_progress()
     {
         using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-v");

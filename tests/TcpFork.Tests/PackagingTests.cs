@@ -13,10 +13,13 @@ public class PackagingTests
         string feed = Path.Combine(work, "feed"), tools = Path.Combine(work, "tools");
         try
         {
-            foreach (string project in new[] { "src/TcpFork/TcpFork.csproj", "src/tcpfork/tcpfork.Cli.csproj" })
+            lock (Binaries.BuildLock)
             {
-                (int code, string output, string error) = Run.Command("dotnet", "pack", Path.Combine(Binaries.RepoRoot, project), "-c", "Release", "-o", feed, $"-p:Version={version}", "--nologo");
-                Assert.True(code == 0, output + error);
+                foreach (string project in new[] { "src/TcpFork/TcpFork.csproj", "src/tcpfork/tcpfork.Cli.csproj" })
+                {
+                    (int code, string output, string error) = Run.Command(TimeSpan.FromMinutes(5), "dotnet", "pack", Path.Combine(Binaries.RepoRoot, project), "-c", "Release", "-o", feed, $"-p:Version={version}", "--nologo");
+                    Assert.True(code == 0, output + error);
+                }
             }
             using (ZipArchive library = ZipFile.OpenRead(Path.Combine(feed, $"TcpFork.{version}.nupkg")))
             {
@@ -25,7 +28,7 @@ public class PackagingTests
                 Assert.Contains("lib/net10.0/TcpFork.Core.dll", names);
                 Assert.Contains("lib/net10.0/TcpFork.Core.xml", names);
             }
-            (int installed, string o, string e) = Run.Command("dotnet", "tool", "install", "--tool-path", tools, "--add-source", feed, "--version", version, "TcpFork.Tool");
+            (int installed, string o, string e) = Run.Command(TimeSpan.FromMinutes(2), "dotnet", "tool", "install", "--tool-path", tools, "--add-source", feed, "--version", version, "TcpFork.Tool");
             Assert.True(installed == 0, o + e);
 
             using ServerProcess server = ServerProcess.Start(Path.Combine(tools, "tcpfork"), ["echo"]);

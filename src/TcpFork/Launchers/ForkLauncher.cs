@@ -7,18 +7,31 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits) : ILauncher
 {
+    private readonly Connection _connection = new(-1, default, log);
+    private int _collections = -1;
+
     public string Name => "fork";
 
     public int Launch(int fd, in Accepted connection, out Errno error)
     {
+        // The loop allocates nothing, so no GC runs and the finalizer thread stays idle. If one did run
+        // (a hook that allocates), wait until the finalizer thread is idle again: a child forked while it
+        // runs would hang at its first GC, waiting for a thread it does not have.
+        int collections = GC.CollectionCount(0);
+        if (collections != _collections)
+        {
+            GC.WaitForPendingFinalizers();
+            _collections = GC.CollectionCount(0);
+        }
         SigSet all, old;
         Interop.SigFillSet(&all);
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &all, &old);
         log.Flush();
+        _connection.Reset(fd, connection);
         int pid = Interop.Fork();
         if (pid == 0)
         {
-            RunChild(fd, connection);
+            RunChild(fd);
         }
         error = pid < 0 ? Interop.LastError : 0;
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &old, null);
@@ -26,14 +39,14 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    private void RunChild(int fd, Accepted connection)
+    private void RunChild(int fd)
     {
         int code = 1;
         try
         {
             // The listeners, epoll and signalfd are the parent's: the child keeps 0, 1, 2 and its connection.
             Interop.CloseAllAbove2Except(fd);
-            code = ChildProcess.Serve(new Connection(fd, connection, log), handler, limits);
+            code = ChildProcess.Serve(_connection, handler, limits);
         }
         finally
         {

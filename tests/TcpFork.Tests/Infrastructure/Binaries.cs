@@ -28,6 +28,12 @@ public static class Binaries
 
     public static string RepoRoot { get; } = FindRepoRoot();
 
+    /// <summary>
+    /// Held around every publish and pack: they all build src/TcpFork in Release into the same obj/,
+    /// and two at once would corrupt it.
+    /// </summary>
+    public static readonly object BuildLock = new();
+
     public static string AotBinary => Aot.Value;
 
     /// <summary>The JIT apphost next to the test assembly (the CLI is a project reference).</summary>
@@ -63,6 +69,14 @@ public static class Binaries
     };
 
     private static string PublishAot(string project, string outputName, string binary)
+    {
+        lock (BuildLock)
+        {
+            return PublishAotLocked(project, outputName, binary);
+        }
+    }
+
+    private static string PublishAotLocked(string project, string outputName, string binary)
     {
         string output = Path.Combine(RepoRoot, "artifacts", outputName);
         var psi = new ProcessStartInfo("dotnet")

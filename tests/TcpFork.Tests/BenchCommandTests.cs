@@ -1,0 +1,63 @@
+using System.Text.Json;
+
+namespace TcpFork.Tests;
+
+/// <summary><c>tcpfork bench</c> against a real tcpfork echo: it counts, verifies and reports.</summary>
+public class BenchCommandTests
+{
+    private static JsonElement Bench(params string[] args)
+    {
+        (int code, string stdout, string stderr) = Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, ["bench", .. args, "--json"]);
+        JsonElement result = JsonDocument.Parse(stdout).RootElement;
+        Assert.True(code == (result.GetProperty("failed").GetInt64() == 0 ? 0 : 1), stderr);
+        return result;
+    }
+
+    [Fact]
+    public void Rate_hold_and_bulk_workloads_all_verify_and_report()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q");
+        string target = $"127.0.0.1:{server.Port}";
+
+        JsonElement rate = Bench(target, "-n", "300", "-c", "4", "-r", "3", "-s", "1000");
+        Assert.Equal(300, rate.GetProperty("ok").GetInt64());
+        Assert.Equal(0, rate.GetProperty("failed").GetInt64());
+        Assert.True(rate.GetProperty("conn_per_s").GetDouble() > 0);
+        JsonElement latency = rate.GetProperty("latency_ms");
+        Assert.True(latency.GetProperty("p50").GetDouble() <= latency.GetProperty("p99").GetDouble());
+        Assert.True(latency.GetProperty("p99").GetDouble() <= latency.GetProperty("max").GetDouble());
+        Assert.StartsWith("tcpfork bench 127.0.0.1:", rate.GetProperty("reproduce").GetString());
+
+        JsonElement hold = Bench(target, "--hold", "-c", "100", "-d", "0.5");
+        Assert.Equal(100, hold.GetProperty("ok").GetInt64()); // each echoed once, held, then closed cleanly
+        Assert.Equal(0, hold.GetProperty("failed").GetInt64());
+
+        JsonElement bulk = Bench(target, "--bulk", "33554432");
+        Assert.Equal(1, bulk.GetProperty("ok").GetInt64());
+        Assert.True(bulk.GetProperty("mib_per_s").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void Failures_are_counted_by_kind()
+    {
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        int port = ((System.Net.IPEndPoint)listener.LocalEndPoint!).Port;
+        listener.Dispose(); // nothing listens there now
+        JsonElement refused = Bench($"127.0.0.1:{port}", "-n", "20", "-c", "2");
+        Assert.Equal(20, refused.GetProperty("failures").GetProperty("refused").GetInt64());
+
+        // A server that answers with the wrong bytes: as many as it was sent, all zeros.
+        using ServerProcess wrong = ServerProcess.StartExec(Flavor.AotFork, ["-q"], "sh", "-c", "head -c 64 | tr '\\000-\\377' '\\000'");
+        JsonElement mismatch = Bench($"127.0.0.1:{wrong.Port}", "-n", "10", "-c", "1");
+        Assert.Equal(10, mismatch.GetProperty("failures").GetProperty("mismatch").GetInt64());
+    }
+
+    [Fact]
+    public void Bad_bench_input_is_a_usage_error()
+    {
+        (int code, _, string stderr) = Run.Command(Binaries.AotBinary, "bench", "127.0.0.1:1", "--concurrency", "0");
+        Assert.Equal(2, code);
+        Assert.Contains("--concurrency must be above 0", stderr);
+    }
+}
