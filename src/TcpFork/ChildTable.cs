@@ -1,88 +1,141 @@
 namespace TcpFork;
 
 /// <summary>
-/// The running children: pid, peer and start time, in slots preallocated for the connection limit
-/// (as s6-tcpserverd does), so adding and removing a child never allocates.
+/// The running children: pid, peer, start time and the parent's copy of the connection, one slot each,
+/// preallocated for the connection limit (as s6-tcpserverd does) in <see cref="ParentMemory"/>, so adding
+/// and removing a child never allocates and never touches memory a child shares. A pid → slot map with
+/// linear probing finds a child on SIGCHLD.
 /// </summary>
-internal sealed class ChildTable
+internal sealed unsafe class ChildTable
 {
-    private readonly int[] _pid;
-    private readonly SockAddr[] _peer;
-    private readonly long[] _started;
-    private readonly int[] _fd;
-    private readonly long[] _signalledAt;
-    private readonly int[] _free;
-    private int _freeCount;
-    private readonly Dictionary<int, int> _slotOf;
-
-    public ChildTable(int capacity)
+    private struct Slot
     {
-        _pid = new int[capacity];
-        _peer = new SockAddr[capacity];
-        _started = new long[capacity];
-        _fd = new int[capacity];
-        _signalledAt = new long[capacity];
-        _free = new int[capacity];
+        public int Pid;
+        public int Fd;
+        public long Started;
+        public long SignalledAt;
+        public SockAddr Peer;
+    }
+
+    private readonly Slot* _slots;
+    private readonly int* _free;
+    private readonly int* _counts; // [0] children, [1] free slots: in parent-only memory, as they change per connection
+    private ref int FreeCount => ref _counts[1];
+    private readonly int* _mapPid;   // 0 = empty
+    private readonly int* _mapSlot;
+    private readonly int _mapMask;
+
+    public ChildTable(int capacity, ParentMemory memory)
+    {
+        Capacity = capacity;
+        _slots = memory.Allocate<Slot>(capacity);
+        _free = memory.Allocate<int>(capacity);
         for (int i = 0; i < capacity; i++)
         {
             _free[i] = capacity - 1 - i;
         }
-        _freeCount = capacity;
-        _slotOf = new Dictionary<int, int>(capacity);
+        _counts = memory.Allocate<int>(2);
+        FreeCount = capacity;
+        int size = 16;
+        while (size < capacity * 2)
+        {
+            size <<= 1;
+        }
+        _mapPid = memory.Allocate<int>(size);
+        _mapSlot = memory.Allocate<int>(size);
+        _mapMask = size - 1;
     }
 
-    public int Count => _slotOf.Count;
+    public int Count => _counts[0];
 
-    public int Capacity => _pid.Length;
+    public int Capacity { get; }
 
-    public bool IsFull => _freeCount == 0;
+    public bool IsFull => FreeCount == 0;
 
     /// <summary>Records a child; <paramref name="fd"/> is the parent's copy of its connection, or -1.</summary>
     public void Add(int pid, in SockAddr peer, long startedMs, int fd)
     {
-        int slot = _free[--_freeCount];
-        _pid[slot] = pid;
-        _peer[slot] = peer;
-        _started[slot] = startedMs;
-        _fd[slot] = fd;
-        _signalledAt[slot] = 0;
-        _slotOf.Add(pid, slot);
+        int slot = _free[--FreeCount];
+        Slot* s = _slots + slot;
+        s->Pid = pid;
+        s->Fd = fd;
+        s->Started = startedMs;
+        s->SignalledAt = 0;
+        s->Peer = peer;
+        int i = Hash(pid);
+        while (_mapPid[i] != 0)
+        {
+            i = (i + 1) & _mapMask;
+        }
+        _mapPid[i] = pid;
+        _mapSlot[i] = slot;
+        _counts[0]++;
     }
 
     /// <summary>Removes <paramref name="pid"/>; false if it is not one of ours.</summary>
     public bool Remove(int pid, out SockAddr peer, out int fd, out long startedMs)
     {
-        if (!_slotOf.Remove(pid, out int slot))
+        int i = Hash(pid);
+        while (_mapPid[i] != pid)
         {
-            peer = default;
-            fd = -1;
-            startedMs = 0;
-            return false;
+            if (_mapPid[i] == 0)
+            {
+                peer = default;
+                fd = -1;
+                startedMs = 0;
+                return false;
+            }
+            i = (i + 1) & _mapMask;
         }
-        peer = _peer[slot];
-        fd = _fd[slot];
-        startedMs = _started[slot];
-        _pid[slot] = 0;
-        _free[_freeCount++] = slot;
+        int slot = _mapSlot[i];
+        DeleteAt(i);
+        Slot* s = _slots + slot;
+        peer = s->Peer;
+        fd = s->Fd;
+        startedMs = s->Started;
+        s->Pid = 0;
+        _free[FreeCount++] = slot;
+        _counts[0]--;
         return true;
     }
 
+    /// <summary>Linear-probing deletion without tombstones: shift back the entries that probed past the hole.</summary>
+    private void DeleteAt(int hole)
+    {
+        _mapPid[hole] = 0;
+        for (int i = (hole + 1) & _mapMask; _mapPid[i] != 0; i = (i + 1) & _mapMask)
+        {
+            int home = Hash(_mapPid[i]);
+            bool movable = hole <= i ? home <= hole || home > i : home <= hole && home > i;
+            if (movable)
+            {
+                _mapPid[hole] = _mapPid[i];
+                _mapSlot[hole] = _mapSlot[i];
+                _mapPid[i] = 0;
+                hole = i;
+            }
+        }
+    }
+
+    private int Hash(int pid) => (int)((uint)pid * 2654435769u >> 8) & _mapMask;
+
     /// <summary>The pid in <paramref name="slot"/> (0 when free), for a scan over every slot.</summary>
-    public int PidAt(int slot) => _pid[slot];
+    public int PidAt(int slot) => _slots[slot].Pid;
 
-    public long StartedAt(int slot) => _started[slot];
+    public long StartedAt(int slot) => _slots[slot].Started;
 
-    public int FdAt(int slot) => _fd[slot];
+    public int FdAt(int slot) => _slots[slot].Fd;
 
-    /// <summary>When the parent sent this child SIGTERM for a timeout (0: never).</summary>
-    public ref long SignalledAt(int slot) => ref _signalledAt[slot];
+    /// <summary>When the parent sent this child SIGTERM for a timeout (0: never; -1: SIGKILL sent too).</summary>
+    public ref long SignalledAt(int slot) => ref _slots[slot].SignalledAt;
 
     /// <summary>Sends <paramref name="signal"/> to every child; returns how many were signalled.</summary>
     public int SignalAll(int signal)
     {
         int n = 0;
-        foreach (int pid in _pid)
+        for (int slot = 0; slot < Capacity; slot++)
         {
+            int pid = _slots[slot].Pid;
             if (pid > 0 && Interop.Kill(pid, signal) == 0)
             {
                 n++;

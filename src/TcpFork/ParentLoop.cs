@@ -27,27 +27,37 @@ internal sealed unsafe class ParentLoop : IDisposable
     private long _nextTimeoutCheck;
     private readonly SafeFd _epoll;
     private readonly SafeFd _signals;
-    private readonly EpollEvent[] _events = GC.AllocateArray<EpollEvent>(32, pinned: true);
-    private readonly byte[] _signalInfo = GC.AllocateArray<byte>(Interop.SignalFdInfoSize * 8, pinned: true);
+    private const int MaxEvents = 32;
+    private const int SignalBufferSize = Interop.SignalFdInfoSize * 8;
+    private readonly EpollEvent* _events;
+    private readonly byte* _signalInfo;
+    private readonly Counters* _n;
+
+    /// <summary>What the loop counts, kept in parent-only memory because it changes with every connection.</summary>
+    private struct Counters
+    {
+        public long Served, Drained, Terminated, Killed;
+    }
     private SigSet _handledSignals;
 
     private Phase _phase;
     private long _phaseDeadline;
     private bool _polling;
     private long _resumeAt;
-    private long _served;
-    private long _drained, _terminated, _killed;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
-        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules)
+        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory)
     {
+        _events = memory.Allocate<EpollEvent>(MaxEvents);
+        _signalInfo = memory.Allocate<byte>(SignalBufferSize);
+        _n = memory.Allocate<Counters>(1);
         _listeners = listeners;
         _launcher = launcher;
         _log = log;
         _options = options;
         _policy = policy;
         _reloadRules = reloadRules;
-        _children = new ChildTable(options.MaxConnections);
+        _children = new ChildTable(options.MaxConnections, memory);
         // The idle timeout reads TCP_INFO, so the parent keeps its copy of each connection until the child ends.
         _keepConnections = options.IdleTimeout is not null;
         // The local address is for the ok/deny lines and exec's environment: not worth a system call otherwise.
@@ -93,7 +103,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
         if (_log.IsNormal)
         {
-            _log.Write($"exit: {_served} connections; {_drained} drained, {_terminated} terminated, {_killed} killed");
+            _log.Write($"exit: {_n->Served} connections; {_n->Drained} drained, {_n->Terminated} terminated, {_n->Killed} killed");
         }
         _log.Flush();
         return 0;
@@ -102,10 +112,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private void WaitAndDispatch()
     {
         int n;
-        fixed (EpollEvent* events = _events)
-        {
-            while (Interop.Retry(n = Interop.EpollWait(_epoll.Fd, events, _events.Length, NextTimeout()))) { }
-        }
+        while (Interop.Retry(n = Interop.EpollWait(_epoll.Fd, _events, MaxEvents, NextTimeout()))) { }
         if (n < 0)
         {
             Interop.Throw("epoll_wait");
@@ -126,15 +133,12 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     private void ReadSignals()
     {
-        fixed (byte* info = _signalInfo)
+        nint n;
+        while ((n = Interop.Read(_signals.Fd, _signalInfo, SignalBufferSize)) > 0)
         {
-            nint n;
-            while ((n = Interop.Read(_signals.Fd, info, (nuint)_signalInfo.Length)) > 0)
+            for (nint off = 0; off + Interop.SignalFdInfoSize <= n; off += Interop.SignalFdInfoSize)
             {
-                for (nint off = 0; off + Interop.SignalFdInfoSize <= n; off += Interop.SignalFdInfoSize)
-                {
-                    OnSignal(*(int*)(info + off));
-                }
+                OnSignal(*(int*)(_signalInfo + off));
             }
         }
     }
@@ -153,7 +157,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 break;
             case Interop.SIGHUP:
                 ReloadRules();
-                _log.Write($"stats: connections {_served} active {_children.Count} allocated {Allocated} gc {GC.CollectionCount(0)}");
+                _log.Write($"stats: connections {_n->Served} active {_children.Count} allocated {Allocated} gc {GC.CollectionCount(0)}");
                 break;
         }
     }
@@ -207,7 +211,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             Interop.GetSockName(fd, &c.Local, &len);
             c.Local.Length = len;
         }
-        c.Number = ++_served;
+        c.Number = ++_n->Served;
 
         Verdict verdict = _policy.Admit(c.Peer, now, out c.FromSameIp);
         if (verdict == Verdict.Allow && _options.Verify is { } verify && !CallHook(verify, c.Peer))
@@ -394,7 +398,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             _policy.Ended(peer);
             if (_phase == Phase.Draining)
             {
-                _drained++;
+                _n->Drained++;
             }
             if (_log.IsNormal)
             {
@@ -504,15 +508,15 @@ internal sealed unsafe class ParentLoop : IDisposable
         switch (_phase)
         {
             case Phase.Draining:
-                _terminated = _children.SignalAll(Interop.SIGTERM);
-                _log.Write($"stop: drain timeout; sent SIGTERM to {_terminated} children");
+                _n->Terminated = _children.SignalAll(Interop.SIGTERM);
+                _log.Write($"stop: drain timeout; sent SIGTERM to {_n->Terminated} children");
                 _phase = Phase.Terminating;
                 _phaseDeadline = now + (long)_options.KillGrace.TotalMilliseconds;
                 break;
             case Phase.Terminating:
-                _killed = _children.SignalAll(Interop.SIGKILL);
-                _terminated -= _killed;
-                _log.Write($"stop: grace period over; sent SIGKILL to {_killed} children");
+                _n->Killed = _children.SignalAll(Interop.SIGKILL);
+                _n->Terminated -= _n->Killed;
+                _log.Write($"stop: grace period over; sent SIGKILL to {_n->Killed} children");
                 _phase = Phase.Killing;
                 _phaseDeadline = 0;
                 break;

@@ -81,12 +81,14 @@ public sealed class TcpForkServer
         if (ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
         {
             var accepted = new Accepted { Number = number, FromSameIp = fromSameIp };
+            log.ChildLineByLine = true;
             return ChildProcess.Serve(new Connection(fd, accepted, log), _handler, _options.Limits);
         }
         _options.Validate();
         Func<IReadOnlyList<AccessRule>> rules = () =>
             [.. _options.Rules, .. _options.RulesFile is null ? [] : AccessRule.ReadFile(_options.RulesFile)];
-        var policy = new AccessPolicy(_options, rules());
+        using var memory = new ParentMemory();
+        var policy = new AccessPolicy(_options, rules(), memory);
         ProcessMode mode = ResolveMode(_options.Mode);
         string? unblocked = SignalMask.EnsureBlockedEverywhere();
         if (unblocked is not null)
@@ -110,7 +112,7 @@ public sealed class TcpForkServer
         }
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log);
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
         Announce(listeners, launcher, log);
         return loop.Run();
     }

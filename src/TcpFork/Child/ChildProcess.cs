@@ -13,7 +13,6 @@ internal static unsafe class ChildProcess
         ResetSignals();
         ServerLog log = connection.Log;
         log.Discard();
-        log.Immediate = true;
         try
         {
             limits.Apply();

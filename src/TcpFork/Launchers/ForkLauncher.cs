@@ -27,10 +27,11 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         Interop.SigFillSet(&all);
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &all, &old);
         log.Flush();
-        _connection.Reset(fd, connection);
         int pid = Interop.Fork();
         if (pid == 0)
         {
+            // Filled in by the child: a write by the parent would leave each live child a private copy of the page.
+            _connection.Reset(fd, connection);
             RunChild(fd);
         }
         error = pid < 0 ? Interop.LastError : 0;

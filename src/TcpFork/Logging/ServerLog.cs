@@ -21,12 +21,16 @@ public enum LogLevel
 /// nothing here allocates, so the parent can log every connection and still allocate 0 bytes.
 /// The parent flushes once per loop turn and before every fork; a child writes each line at once.
 /// </summary>
-internal sealed class ServerLog
+internal sealed unsafe class ServerLog
 {
     private const int FlushAt = 48 * 1024;
-    private readonly byte[] _buffer = GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
+    private const int Size = 64 * 1024;
+
+    // In parent-only memory: the parent's lines are no business of a forked child's.
+    private readonly byte* _buffer = new ParentMemory().Allocate<byte>(Size);
     private int _length;
     private readonly int _fd;
+    private readonly int _owner = Interop.GetPid();
 
     public ServerLog(LogLevel level, int fd = 2)
     {
@@ -36,8 +40,7 @@ internal sealed class ServerLog
 
     public LogLevel Level { get; }
 
-    /// <summary>True in a child: every line goes out as it is written.</summary>
-    public bool Immediate { get; set; }
+    private Span<byte> Buffer => new(_buffer, Size);
 
     public bool IsNormal => Level >= LogLevel.Normal;
 
@@ -50,20 +53,21 @@ internal sealed class ServerLog
         {
             Flush();
         }
-        "tcpfork: "u8.CopyTo(_buffer.AsSpan(_length));
-        return _buffer.AsSpan(_length + 9, _buffer.Length - _length - 10);
+        "tcpfork: "u8.CopyTo(Buffer[_length..]);
+        return Buffer.Slice(_length + 9, Size - _length - 10);
     }
 
     private void Commit(bool formatted, int written)
     {
         if (!formatted)
         {
-            "(line too long)"u8.CopyTo(_buffer.AsSpan(_length + 9));
+            "(line too long)"u8.CopyTo(Buffer[(_length + 9)..]);
             written = 15;
         }
         _length += 9 + written;
         _buffer[_length++] = (byte)'\n';
-        if (Immediate)
+        // A child (forked, or the library in a spawned one) writes each line at once: it ends in _exit.
+        if (Interop.GetPid() != _owner || ChildLineByLine)
         {
             Flush();
         }
@@ -73,13 +77,22 @@ internal sealed class ServerLog
     {
         if (_length > 0)
         {
-            Interop.WriteAll(_fd, _buffer.AsSpan(0, _length));
+            Interop.WriteAll(_fd, Buffer[.._length]);
             _length = 0;
         }
     }
 
-    /// <summary>Drops whatever the parent had not yet written (a new child must not repeat it).</summary>
-    public void Discard() => _length = 0;
+    /// <summary>Drops whatever the parent had not yet written (a new child must not repeat it); writes nothing if empty.</summary>
+    public void Discard()
+    {
+        if (_length != 0)
+        {
+            _length = 0;
+        }
+    }
+
+    /// <summary>True in a spawned child, whose log object was made in its own process.</summary>
+    public bool ChildLineByLine { get; set; }
 
     /// <summary>Writes one line, formatted straight into the buffer: <c>log.Write($"end {pid} status {s}")</c>.</summary>
     public void Write([System.Runtime.CompilerServices.InterpolatedStringHandlerArgument("")] ref LineHandler line) => line.Finish();

@@ -21,11 +21,11 @@ internal sealed class AccessPolicy
     private readonly int _maxPerIp;
     private readonly PeerTable _peers;
 
-    public AccessPolicy(TcpForkServerOptions options, IReadOnlyList<AccessRule> rules)
+    public AccessPolicy(TcpForkServerOptions options, IReadOnlyList<AccessRule> rules, ParentMemory memory)
     {
         _rules = [.. rules];
         _maxPerIp = options.MaxPerIp;
-        _peers = new PeerTable(options.MaxConnections, options.Rate);
+        _peers = new PeerTable(options.MaxConnections, options.Rate, memory);
         Message = options.MaxPerIpMessage is null ? null : System.Text.Encoding.UTF8.GetBytes(options.MaxPerIpMessage + "\r\n");
     }
 

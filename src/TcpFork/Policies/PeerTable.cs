@@ -5,30 +5,32 @@ namespace TcpFork;
 /// addressing over arrays sized at start, so a lookup never allocates; entries with no connection and
 /// a full bucket are swept out when the table fills.
 /// </summary>
-internal sealed class PeerTable
+internal sealed unsafe class PeerTable
 {
     private const long Scale = 1000; // tokens in thousandths
-    private readonly UInt128[] _key;
-    private readonly bool[] _used;
-    private readonly int[] _connections;
-    private readonly long[] _tokens;
-    private readonly long[] _refilledAt;
+    private readonly UInt128* _key;
+    private readonly bool* _used;
+    private readonly int* _connections;
+    private readonly long* _tokens;
+    private readonly long* _refilledAt;
     private readonly int _mask;
+    private readonly int _size;
     private int _count;
     private readonly RateLimit? _rate;
 
-    public PeerTable(int maxConnections, RateLimit? rate)
+    public PeerTable(int maxConnections, RateLimit? rate, ParentMemory memory)
     {
         int size = 64;
         while (size < maxConnections * 4)
         {
             size <<= 1;
         }
-        _key = new UInt128[size];
-        _used = new bool[size];
-        _connections = new int[size];
-        _tokens = new long[size];
-        _refilledAt = new long[size];
+        _key = memory.Allocate<UInt128>(size);
+        _used = memory.Allocate<bool>(size);
+        _connections = memory.Allocate<int>(size);
+        _tokens = memory.Allocate<long>(size);
+        _refilledAt = memory.Allocate<long>(size);
+        _size = size;
         _mask = size - 1;
         _rate = rate;
     }
@@ -117,7 +119,7 @@ internal sealed class PeerTable
                 {
                     return -1;
                 }
-                if (_count * 4 >= _key.Length * 3 && Sweep(nowMs))
+                if (_count * 4 >= _size * 3 && Sweep(nowMs))
                 {
                     return Find(key, insert, nowMs);
                 }
@@ -142,9 +144,9 @@ internal sealed class PeerTable
     {
         int before = _count;
         long window = _rate is null ? 0 : (long)_rate.Per.TotalMilliseconds;
-        Span<int> keep = _key.Length <= 16384 ? stackalloc int[_key.Length] : new int[_key.Length];
+        Span<int> keep = _size <= 16384 ? stackalloc int[_size] : new int[_size];
         int kept = 0;
-        for (int i = 0; i < _key.Length; i++)
+        for (int i = 0; i < _size; i++)
         {
             if (_used[i] && (_connections[i] > 0 || nowMs - _refilledAt[i] < window))
             {
@@ -162,7 +164,7 @@ internal sealed class PeerTable
             int i = keep[k];
             saved[k] = (_key[i], _connections[i], _tokens[i], _refilledAt[i]);
         }
-        Array.Clear(_used);
+        new Span<bool>(_used, _size).Clear();
         _count = 0;
         foreach (var s in saved)
         {
