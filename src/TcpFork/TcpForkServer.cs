@@ -49,6 +49,26 @@ public sealed class TcpForkServer
     private TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options, ExecProgram program)
         : this(handler, options) => _program = program;
 
+    /// <summary>
+    /// In a spawned child, serves the inherited connection with <paramref name="handler"/> and the log
+    /// level and limits the parent passed, and returns true with the handler's exit code; elsewhere
+    /// returns false at once. Call it first thing in <c>Main</c> to skip the rest of start-up in spawned
+    /// children (<c>tcpfork echo</c> does); without it, <see cref="Run"/> does the same after your set-up.
+    /// </summary>
+    public static bool TryServeSpawnedChild(ConnectionHandler handler, out int exitCode)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        exitCode = 0;
+        if (!ChildRole.TryDecodeSettings(out LogLevel level, out ChildLimits limits)
+            || !ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
+        {
+            return false;
+        }
+        var log = new ServerLog(level) { ChildLineByLine = true };
+        exitCode = ChildProcess.Serve(new Connection(fd, new Accepted { Number = number, FromSameIp = fromSameIp }, log), handler, limits);
+        return true;
+    }
+
     /// <summary>True where fork mode is safe: NativeAOT (no JIT) on Linux. See docs/fork-safety.md.</summary>
     public static bool IsForkSupported { get; } = OperatingSystem.IsLinux() && IsNativeAot();
 
@@ -128,7 +148,7 @@ public sealed class TcpForkServer
         {
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits) : new SpawnLauncher();
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits) : new SpawnLauncher(_options);
     }
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)

@@ -4,6 +4,11 @@ using TcpFork;
 using TcpFork.Cli;
 
 // tcpfork: a process-per-connection TCP server. Exit codes: 0 ok, 1 fatal runtime error, 2 usage error.
+// A spawned echo child serves its connection before anything else: the parent already parsed the command line.
+if (args is ["echo", ..] && TcpForkServer.TryServeSpawnedChild(EchoHandler.Handle, out int childExit))
+{
+    return childExit;
+}
 return Cli.Run(args);
 
 namespace TcpFork.Cli

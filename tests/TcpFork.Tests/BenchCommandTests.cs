@@ -40,10 +40,10 @@ public class BenchCommandTests
     [Fact]
     public void Failures_are_counted_by_kind()
     {
-        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
-        int port = ((System.Net.IPEndPoint)listener.LocalEndPoint!).Port;
-        listener.Dispose(); // nothing listens there now
+        // Bound but not listening: connections are refused, and no other test's server can be given this port meanwhile.
+        using var bound = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        bound.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        int port = ((System.Net.IPEndPoint)bound.LocalEndPoint!).Port;
         JsonElement refused = Bench($"127.0.0.1:{port}", "-n", "20", "-c", "2");
         Assert.Equal(20, refused.GetProperty("failures").GetProperty("refused").GetInt64());
 

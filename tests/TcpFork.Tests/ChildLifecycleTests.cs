@@ -160,10 +160,12 @@ public class ChildLifecycleTests
         Assert.Contains(server.StderrLines, l => l.StartsWith("tcpfork: stop: SIGINT", StringComparison.Ordinal));
     }
 
-    [Fact]
-    public async Task The_verbose_log_shows_each_childs_progress()
+    [Theory]
+    [MemberData(nameof(Flavors))]
+    public async Task The_verbose_log_shows_each_childs_progress(Flavor flavor)
     {
-        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-v");
+        // In spawn mode the child gets -v from the parent's settings, not from parsing the command line again.
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "-v");
         using Socket s = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(s, new byte[64]);
         int child = ChildOf(server, s);

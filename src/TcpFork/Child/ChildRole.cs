@@ -12,6 +12,37 @@ internal static class ChildRole
     public const string FdVariable = "TCPFORK_CHILD_FD";
     public const string ConnectionVariable = "TCPFORK_CONNECTION";
     public const string FromSameIpVariable = "TCPFORK_FROM_SAME_IP";
+    public const string SettingsVariable = "TCPFORK_CHILD_SETTINGS";
+
+    /// <summary>What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N</c>.</summary>
+    public static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
+        $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes}");
+
+    /// <summary>Reads <see cref="SettingsVariable"/>; false when the parent did not set it.</summary>
+    public static bool TryDecodeSettings(out LogLevel level, out ChildLimits limits)
+    {
+        level = LogLevel.Normal;
+        limits = new ChildLimits();
+        string? text = Environment.GetEnvironmentVariable(SettingsVariable);
+        if (text is null)
+        {
+            return false;
+        }
+        foreach (string pair in text.Split(';'))
+        {
+            string[] kv = pair.Split('=', 2);
+            long? n = kv.Length == 2 && long.TryParse(kv[1], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : null;
+            switch (kv[0])
+            {
+                case "log": level = (LogLevel)(n ?? 1); break;
+                case "as": limits.AddressSpace = n; break;
+                case "cpu": limits.CpuSeconds = n; break;
+                case "nofile": limits.OpenFiles = n; break;
+                case "nproc": limits.Processes = n; break;
+            }
+        }
+        return true;
+    }
     public const int InheritedFd = 3;
 
     /// <summary>True in a spawned child; removes the variables so the handler's own children do not see them.</summary>
@@ -34,6 +65,7 @@ internal static class ChildRole
         Environment.SetEnvironmentVariable(ConnectionVariable, null);
         int.TryParse(Environment.GetEnvironmentVariable(FromSameIpVariable), NumberStyles.None, CultureInfo.InvariantCulture, out fromSameIp);
         Environment.SetEnvironmentVariable(FromSameIpVariable, null);
+        Environment.SetEnvironmentVariable(SettingsVariable, null);
         return true;
     }
 }

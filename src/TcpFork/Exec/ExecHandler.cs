@@ -39,6 +39,10 @@ internal static unsafe class ExecHandler
                 Interop.Signal(signal, Interop.SIG_DFL);
             }
         }
+        // And the mask, at the last moment before exec (as pal_process.c does): a blocked signal would survive it.
+        SigSet none;
+        Interop.SigEmptySet(&none);
+        Interop.PthreadSigMask(Interop.SIG_SETMASK, &none, null);
         Interop.Execvpe(command.Path, command.Argv, command.Envp);
         Errno error = Interop.LastError;
         connection.Log.Write($"warning: unable to exec {program.File}: {Interop.ErrorText(error)}");

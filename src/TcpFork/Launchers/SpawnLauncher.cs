@@ -17,11 +17,11 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     private readonly void* _attr;
     private readonly void* _fileActions;
 
-    public SpawnLauncher()
+    public SpawnLauncher(TcpForkServerOptions options)
     {
         _command = NativeCommand.ThisProgram(
-            remove: [ChildRole.FdVariable, ChildRole.ConnectionVariable, ChildRole.FromSameIpVariable, SignalMask.ReexecVariable],
-            add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
+            remove: [ChildRole.FdVariable, ChildRole.ConnectionVariable, ChildRole.FromSameIpVariable, ChildRole.SettingsVariable, SignalMask.ReexecVariable],
+            add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.SettingsVariable}={ChildRole.EncodeSettings(options)}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
                   $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}"]);
         _attr = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
         _fileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
