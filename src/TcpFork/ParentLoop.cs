@@ -80,20 +80,26 @@ internal sealed unsafe class ParentLoop : IDisposable
         Interop.Check(Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, _signals.Fd, &ev), "epoll_ctl");
     }
 
+    /// <summary>
+    /// Settles the parent before anyone can connect: gives back what start-up used (parsing, DNS…) —
+    /// every resident anonymous page is a page-table entry each fork copies and each child's exit tears
+    /// down — and lets the finalizer thread finish what that collection gave it, so the loop starts with
+    /// it idle (docs/fork-safety.md, invariant 3) and no descriptor closes behind the loop's back.
+    /// </summary>
+    public static void Settle()
+    {
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+    }
+
     /// <summary>Bytes this thread has allocated so far; the HUP stats line reports it.</summary>
     private static long Allocated => GC.GetAllocatedBytesForCurrentThread();
 
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
     public int Run()
     {
-        // Give back what start-up used (parsing, DNS…): every resident anonymous page of the parent is a
-        // page-table entry that each fork copies and each child's exit tears down.
-        // Then let the finalizer thread finish what that collection gave it: the loop must start with it idle
-        // (docs/fork-safety.md, invariant 3).
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
         SetPolling(true);
         while (_phase != Phase.Done)
         {

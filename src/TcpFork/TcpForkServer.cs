@@ -133,6 +133,7 @@ public sealed class TcpForkServer
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log);
         using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
+        ParentLoop.Settle();
         Announce(listeners, launcher, log);
         return loop.Run();
     }

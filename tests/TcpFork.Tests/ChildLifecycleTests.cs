@@ -87,6 +87,33 @@ public class ChildLifecycleTests
 
     [Theory]
     [MemberData(nameof(AotFlavors))]
+    public async Task A_client_that_resets_mid_echo_makes_its_child_exit_1(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor);
+        int child;
+        using (Socket s = EchoClient.Connect(server.Port))
+        {
+            await EchoClient.RoundTripAsync(s, "x"u8.ToArray());
+            child = ChildOf(server, s);
+            // Send a lot without reading, so the child is busy writing back, then reset the connection.
+            s.Blocking = false;
+            try
+            {
+                s.Send(new byte[4 << 20]); // as much as the buffers take, without waiting
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+            {
+            }
+            await Task.Delay(200);
+            s.LingerState = new LingerOption(true, 0); // close sends RST
+
+        }
+        server.WaitForLog($@"^tcpfork: end {child} status 1$");
+        Assert.Equal("next"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "next"u8.ToArray()));
+    }
+
+    [Theory]
+    [MemberData(nameof(AotFlavors))]
     public async Task At_max_connections_a_third_client_waits_until_one_closes(Flavor flavor)
     {
         using ServerProcess server = ServerProcess.StartEcho(flavor, "--max-connections", "2");

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
@@ -7,24 +6,7 @@ namespace TcpFork.Tests;
 /// <summary>Bad input: exit 2 with a one-line reason and a hint; runtime failures: exit 1 with <c>fatal:</c>.</summary>
 public class CliTests
 {
-    private static (int Code, string Stdout, string Stderr) Run(string exe, params string[] args)
-    {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using Process p = Process.Start(psi)!;
-        Task<string> o = p.StandardOutput.ReadToEndAsync();
-        Task<string> e = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
-        {
-            p.Kill();
-            Assert.Fail($"tcpfork {string.Join(' ', args)} did not exit");
-        }
-        p.WaitForExit();
-        return (p.ExitCode, o.Result, e.Result);
-    }
+    private static (int Code, string Stdout, string Stderr) Run(string exe, params string[] args) => TcpFork.Tests.Run.Command(exe, args);
 
     [Theory]
     [InlineData("--no-such-option", "no-such-option")]

@@ -15,8 +15,7 @@ internal sealed unsafe class ExecLauncher : ILauncher
     private readonly ExecProgram _program;
     private readonly byte[] _localName;
     private readonly byte* _scratch;
-    private readonly void* _attr;
-    private readonly void* _fileActions;
+    private readonly SpawnAttributes _spawn = new();
 
     public ExecLauncher(ExecProgram program)
     {
@@ -25,15 +24,6 @@ internal sealed unsafe class ExecLauncher : ILauncher
         _command = NativeCommand.Program(program.File, program.Argv, program.BaseEnvironment(), UcspiEnvironment.MaxEntries);
         _localName = System.Text.Encoding.UTF8.GetBytes(program.LocalName ?? "");
         _scratch = (byte*)NativeMemory.AllocZeroed(UcspiEnvironment.BufferSize);
-        _attr = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
-        _fileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
-        SigSet none, all;
-        Interop.SigEmptySet(&none);
-        Interop.SigFillSet(&all);
-        Interop.PosixSpawnAttrInit(_attr);
-        Interop.PosixSpawnAttrSetFlags(_attr, Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
-        Interop.PosixSpawnAttrSetSigMask(_attr, &none);
-        Interop.PosixSpawnAttrSetSigDefault(_attr, &all);
     }
 
     public string Name => "exec";
@@ -50,13 +40,9 @@ internal sealed unsafe class ExecLauncher : ILauncher
         }
         _command.EnvSlots[n] = null;
 
-        Interop.PosixSpawnFileActionsInit(_fileActions);
-        Interop.PosixSpawnFileActionsAddDup2(_fileActions, fd, 0);
-        Interop.PosixSpawnFileActionsAddDup2(_fileActions, fd, 1);
-        Interop.PosixSpawnFileActionsAddCloseFrom(_fileActions, 3);
         int pid;
-        int rc = Interop.PosixSpawnP(&pid, _command.Path, _fileActions, _attr, _command.Argv, _command.Envp);
-        Interop.PosixSpawnFileActionsDestroy(_fileActions);
+        int rc = Interop.PosixSpawnP(&pid, _command.Path, _spawn.Connection(fd, [0, 1]), _spawn.Attributes, _command.Argv, _command.Envp);
+        _spawn.Done();
         error = (Errno)rc;
         return rc == 0 ? pid : -1;
     }
@@ -65,7 +51,6 @@ internal sealed unsafe class ExecLauncher : ILauncher
     {
         _command.Dispose();
         NativeMemory.Free(_scratch);
-        NativeMemory.Free(_attr);
-        NativeMemory.Free(_fileActions);
+        _spawn.Dispose();
     }
 }

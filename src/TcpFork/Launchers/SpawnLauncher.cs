@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using System.Runtime.InteropServices;
 
 namespace TcpFork;
 
@@ -14,8 +13,7 @@ internal sealed unsafe class SpawnLauncher : ILauncher
 {
     private const int NumberDigits = 20;
     private readonly NativeCommand _command;
-    private readonly void* _attr;
-    private readonly void* _fileActions;
+    private readonly SpawnAttributes _spawn = new();
 
     public SpawnLauncher(TcpForkServerOptions options)
     {
@@ -23,15 +21,6 @@ internal sealed unsafe class SpawnLauncher : ILauncher
             remove: [ChildRole.FdVariable, ChildRole.ConnectionVariable, ChildRole.FromSameIpVariable, ChildRole.SettingsVariable, SignalMask.ReexecVariable],
             add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.SettingsVariable}={ChildRole.EncodeSettings(options)}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
                   $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}"]);
-        _attr = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
-        _fileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
-        SigSet none, all;
-        Interop.SigEmptySet(&none);
-        Interop.SigFillSet(&all);
-        Interop.PosixSpawnAttrInit(_attr);
-        Interop.PosixSpawnAttrSetFlags(_attr, Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
-        Interop.PosixSpawnAttrSetSigMask(_attr, &none);
-        Interop.PosixSpawnAttrSetSigDefault(_attr, &all);
     }
 
     public string Name => "spawn";
@@ -42,12 +31,9 @@ internal sealed unsafe class SpawnLauncher : ILauncher
         Utf8Formatter.TryFormat(connection.Number, _command.ValueOf(ChildRole.ConnectionVariable), out _, digits);
         Utf8Formatter.TryFormat(connection.FromSameIp, _command.ValueOf(ChildRole.FromSameIpVariable), out _, digits);
 
-        Interop.PosixSpawnFileActionsInit(_fileActions);
-        Interop.PosixSpawnFileActionsAddDup2(_fileActions, fd, ChildRole.InheritedFd);
-        Interop.PosixSpawnFileActionsAddCloseFrom(_fileActions, ChildRole.InheritedFd + 1);
         int pid;
-        int rc = Interop.PosixSpawn(&pid, _command.Path, _fileActions, _attr, _command.Argv, _command.Envp);
-        Interop.PosixSpawnFileActionsDestroy(_fileActions);
+        int rc = Interop.PosixSpawn(&pid, _command.Path, _spawn.Connection(fd, [ChildRole.InheritedFd]), _spawn.Attributes, _command.Argv, _command.Envp);
+        _spawn.Done();
         error = (Errno)rc;
         return rc == 0 ? pid : -1;
     }
@@ -55,7 +41,6 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     public void Dispose()
     {
         _command.Dispose();
-        NativeMemory.Free(_attr);
-        NativeMemory.Free(_fileActions);
+        _spawn.Dispose();
     }
 }

@@ -19,10 +19,25 @@ public sealed partial class ServerProcess : IDisposable
     private ServerProcess(Process process)
     {
         _process = process;
-        _process.OutputDataReceived += (_, e) => Add(_stdout, e.Data);
-        _process.ErrorDataReceived += (_, e) => Add(_stderr, e.Data);
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
+        // Dedicated threads, not thread-pool callbacks: with many tests blocked in waits on two cores,
+        // pool callbacks can fall seconds behind what the server has already written.
+        _readers = [Reader(_process.StandardOutput, _stdout), Reader(_process.StandardError, _stderr)];
+    }
+
+    private readonly Thread[] _readers;
+
+    private Thread Reader(StreamReader from, List<string> into)
+    {
+        var t = new Thread(() =>
+        {
+            string? line;
+            while ((line = from.ReadLine()) is not null)
+            {
+                Add(into, line);
+            }
+        }) { IsBackground = true, Name = "server output" };
+        t.Start();
+        return t;
     }
 
     public int Pid => _process.Id;
@@ -162,7 +177,10 @@ public sealed partial class ServerProcess : IDisposable
     public int WaitForExit(TimeSpan timeout)
     {
         Assert.True(_process.WaitForExit(timeout), $"tcpfork did not exit within {timeout.TotalSeconds} s; stderr:\n{Stderr}");
-        _process.WaitForExit(); // drain the output readers
+        foreach (Thread reader in _readers)
+        {
+            reader.Join(TimeSpan.FromSeconds(5)); // everything written before exit has been read
+        }
         return _process.ExitCode;
     }
 

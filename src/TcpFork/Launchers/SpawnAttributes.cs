@@ -1,0 +1,49 @@
+using System.Runtime.InteropServices;
+
+namespace TcpFork;
+
+/// <summary>
+/// What every posix_spawn of tcpfork's gets: an empty signal mask and every disposition back to default
+/// (the parent's blocked mask would survive exec), and file actions rebuilt per child: the connection
+/// onto the given descriptors, everything from the next one up closed.
+/// </summary>
+internal sealed unsafe class SpawnAttributes : IDisposable
+{
+    public SpawnAttributes()
+    {
+        Attributes = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
+        FileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
+        SigSet none, all;
+        Interop.SigEmptySet(&none);
+        Interop.SigFillSet(&all);
+        Interop.PosixSpawnAttrInit(Attributes);
+        Interop.PosixSpawnAttrSetFlags(Attributes, Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
+        Interop.PosixSpawnAttrSetSigMask(Attributes, &none);
+        Interop.PosixSpawnAttrSetSigDefault(Attributes, &all);
+    }
+
+    public void* Attributes { get; }
+
+    public void* FileActions { get; }
+
+    /// <summary>Starts the file actions for one child: <paramref name="fd"/> duplicated onto each of <paramref name="targets"/>, everything above them and above stderr closed.</summary>
+    public void* Connection(int fd, ReadOnlySpan<int> targets)
+    {
+        Interop.PosixSpawnFileActionsInit(FileActions);
+        foreach (int target in targets)
+        {
+            Interop.PosixSpawnFileActionsAddDup2(FileActions, fd, target);
+        }
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, Math.Max(3, targets[^1] + 1));
+        return FileActions;
+    }
+
+    /// <summary>Frees what <see cref="Connection"/> made, after the spawn.</summary>
+    public void Done() => Interop.PosixSpawnFileActionsDestroy(FileActions);
+
+    public void Dispose()
+    {
+        NativeMemory.Free(Attributes);
+        NativeMemory.Free(FileActions);
+    }
+}
