@@ -119,6 +119,49 @@ public class PolicyTests
         Assert.Equal("again"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "again"u8.ToArray()));
     }
 
+    [Fact]
+    public async Task The_per_IP_table_makes_room_for_new_clients_when_it_fills()
+    {
+        // --max-connections 1 sizes the per-IP table at 64 slots; 80 source addresses overflow it unless
+        // the parent sweeps out peers whose rate window has passed.
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q", "--max-connections", "1", "--rate", "5/0.2");
+        async Task EchoFrom(string source)
+        {
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
+            await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
+            Assert.Equal("hi"u8.ToArray(), await EchoClient.ExchangeAsync(s, "hi"u8.ToArray()));
+        }
+        for (int i = 1; i <= 40; i++)
+        {
+            await EchoFrom($"127.0.1.{i}");
+        }
+        await Task.Delay(300);
+        for (int i = 1; i <= 40; i++)
+        {
+            await EchoFrom($"127.0.2.{i}");
+        }
+        Assert.False(server.HasExited);
+        Assert.Empty(server.StderrLines);
+
+        // The table still works for a newcomer (a full table would fail open and never refuse):
+        // six quick connections from one new address, over its 5 per 0.2 s.
+        int refused = 0;
+        for (int i = 0; i < 6; i++)
+        {
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.3.1"), 0));
+            await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
+            await s.SendAsync("x"u8.ToArray());
+            s.Shutdown(SocketShutdown.Send);
+            if ((await Drain(s)).Length == 0)
+            {
+                refused++;
+            }
+        }
+        Assert.Equal(1, refused);
+    }
+
     [Theory]
     [InlineData(Flavor.AotFork)]
     [InlineData(Flavor.AotSpawn)]

@@ -5,10 +5,6 @@ namespace TcpFork;
 internal static unsafe partial class Interop
 {
     internal const int O_CLOEXEC = 0x80000;
-    internal const int O_NONBLOCK = 0x800;
-    internal const int F_GETFD = 1;
-    internal const int F_SETFD = 2;
-    internal const int FD_CLOEXEC = 1;
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);
@@ -21,9 +17,6 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "dup2", SetLastError = true)]
     internal static partial int Dup2(int oldFd, int newFd);
-
-    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
-    internal static partial int Fcntl(int fd, int cmd, int arg);
 
     [LibraryImport(Libc, EntryPoint = "read", SetLastError = true)]
     private static partial nint ReadOnce(int fd, byte* buffer, nuint count);

@@ -97,14 +97,6 @@ internal sealed unsafe class ServerLog
     /// <summary>Writes one line, formatted straight into the buffer: <c>log.Write($"end {pid} status {s}")</c>.</summary>
     public void Write([System.Runtime.CompilerServices.InterpolatedStringHandlerArgument("")] ref LineHandler line) => line.Finish();
 
-    /// <summary>Writes a line that is already text (start-up and rare events).</summary>
-    public void Write(string text)
-    {
-        Span<byte> dest = Begin();
-        bool ok = Utf8.TryWrite(dest, $"{text}", out int written);
-        Commit(ok, written);
-    }
-
     /// <summary>Formats one line straight into the log buffer; see <see cref="Write(ref LineHandler)"/>.</summary>
     [System.Runtime.CompilerServices.InterpolatedStringHandler]
     public ref struct LineHandler

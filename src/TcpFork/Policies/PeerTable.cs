@@ -15,6 +15,14 @@ internal sealed unsafe class PeerTable
     private readonly long* _refilledAt;
     private readonly int _mask;
     private readonly int _size;
+
+    // Scratch for Sweep, allocated with the table (parent-only memory, not resident until used), so even
+    // the rare rebuild allocates nothing on the parent's thread (docs/fork-safety.md, invariant 3).
+    private readonly UInt128* _sweepKey;
+    private readonly int* _sweepConnections;
+    private readonly long* _sweepTokens;
+    private readonly long* _sweepRefilledAt;
+    private bool _sweeping;
     private int _count;
     private readonly RateLimit? _rate;
 
@@ -30,6 +38,10 @@ internal sealed unsafe class PeerTable
         _connections = memory.Allocate<int>(size);
         _tokens = memory.Allocate<long>(size);
         _refilledAt = memory.Allocate<long>(size);
+        _sweepKey = memory.Allocate<UInt128>(size);
+        _sweepConnections = memory.Allocate<int>(size);
+        _sweepTokens = memory.Allocate<long>(size);
+        _sweepRefilledAt = memory.Allocate<long>(size);
         _size = size;
         _mask = size - 1;
         _rate = rate;
@@ -119,7 +131,7 @@ internal sealed unsafe class PeerTable
                 {
                     return -1;
                 }
-                if (_count * 4 >= _size * 3 && Sweep(nowMs))
+                if (!_sweeping && _count * 4 >= _size * 3 && Sweep(nowMs))
                 {
                     return Find(key, insert, nowMs);
                 }
@@ -142,37 +154,35 @@ internal sealed unsafe class PeerTable
     /// <summary>Rebuilds the table without idle peers whose bucket has refilled; true if it freed any.</summary>
     private bool Sweep(long nowMs)
     {
-        int before = _count;
         long window = _rate is null ? 0 : (long)_rate.Per.TotalMilliseconds;
-        Span<int> keep = _size <= 16384 ? stackalloc int[_size] : new int[_size];
         int kept = 0;
         for (int i = 0; i < _size; i++)
         {
             if (_used[i] && (_connections[i] > 0 || nowMs - _refilledAt[i] < window))
             {
-                keep[kept++] = i;
+                _sweepKey[kept] = _key[i];
+                _sweepConnections[kept] = _connections[i];
+                _sweepTokens[kept] = _tokens[i];
+                _sweepRefilledAt[kept] = _refilledAt[i];
+                kept++;
             }
         }
-        if (kept == before)
+        if (kept == _count)
         {
             return false;
         }
-        // Reinsert the survivors in place: clear, then put each back at its probe position.
-        var saved = new (UInt128 Key, int Conns, long Tokens, long At)[kept];
-        for (int k = 0; k < kept; k++)
-        {
-            int i = keep[k];
-            saved[k] = (_key[i], _connections[i], _tokens[i], _refilledAt[i]);
-        }
+        // Put the survivors back at their probe positions in the emptied table (no nested sweep meanwhile).
         new Span<bool>(_used, _size).Clear();
         _count = 0;
-        foreach (var s in saved)
+        _sweeping = true;
+        for (int k = 0; k < kept; k++)
         {
-            int slot = Find(s.Key, insert: true, nowMs);
-            _connections[slot] = s.Conns;
-            _tokens[slot] = s.Tokens;
-            _refilledAt[slot] = s.At;
+            int slot = Find(_sweepKey[k], insert: true, nowMs);
+            _connections[slot] = _sweepConnections[k];
+            _tokens[slot] = _sweepTokens[k];
+            _refilledAt[slot] = _sweepRefilledAt[k];
         }
+        _sweeping = false;
         return true;
     }
 }
