@@ -51,6 +51,42 @@ public class ParentInvariantTests
         }
     }
 
+    [Fact]
+    public async Task Invariant_9_the_image_data_is_a_memfd_mapping_that_fork_does_not_copy()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork);
+        byte[] data = "image"u8.ToArray();
+        for (int i = 0; i < 130; i++)
+        {
+            Assert.Equal(data, await EchoClient.EchoOnceAsync(server.Port, data));
+        }
+        await WaitForNoChildren(server);
+
+        // The parent's code paths have all run by connection 128, the last check: the mapping must be clean,
+        // or fork() copies its page-table entries again.
+        (bool found, long anonymousKiB, long rssKiB) = (false, 0, 0);
+        bool inMapping = false;
+        foreach (string line in File.ReadLines($"/proc/{server.Pid}/smaps"))
+        {
+            if (Regex.IsMatch(line, @"^[0-9a-f]+-[0-9a-f]+ "))
+            {
+                inMapping = line.Contains("/memfd:tcpfork-image-data", StringComparison.Ordinal) && line.Contains(" rw-p ", StringComparison.Ordinal);
+                found |= inMapping;
+            }
+            else if (inMapping && line.StartsWith("Anonymous:", StringComparison.Ordinal))
+            {
+                anonymousKiB += long.Parse(Regex.Match(line, @"\d+").Value, CultureInfo.InvariantCulture);
+            }
+            else if (inMapping && line.StartsWith("Rss:", StringComparison.Ordinal))
+            {
+                rssKiB += long.Parse(Regex.Match(line, @"\d+").Value, CultureInfo.InvariantCulture);
+            }
+        }
+        Assert.True(found, "the executable's data segment is not a memfd mapping");
+        Assert.True(rssKiB > 0, "the parent reads its type data from the mapping");
+        Assert.Equal(0, anonymousKiB);
+    }
+
     private static async Task WaitForNoChildren(ServerProcess server)
     {
         for (int i = 0; i < 200 && Native.Children(server.Pid).Count > 0; i++)

@@ -18,6 +18,28 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "dup2", SetLastError = true)]
     internal static partial int Dup2(int oldFd, int newFd);
 
+    [LibraryImport(Libc, EntryPoint = "open", SetLastError = true)]
+    private static partial int OpenOnce(byte* path, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "pread", SetLastError = true)]
+    private static partial nint PReadOnce(int fd, byte* buffer, nuint count, long offset);
+
+    /// <summary>open(2) read-only and close-on-exec, retried on EINTR; -1 with errno set on failure.</summary>
+    internal static int OpenReadOnly(byte* path)
+    {
+        int r;
+        while (Retry(r = OpenOnce(path, O_CLOEXEC))) { }
+        return r;
+    }
+
+    /// <summary>pread(2), retried on EINTR; returns -1 with errno set on failure.</summary>
+    internal static nint PRead(int fd, byte* buffer, nuint count, long offset)
+    {
+        nint r;
+        while (Retry(r = PReadOnce(fd, buffer, count, offset))) { }
+        return r;
+    }
+
     [LibraryImport(Libc, EntryPoint = "read", SetLastError = true)]
     private static partial nint ReadOnce(int fd, byte* buffer, nuint count);
 

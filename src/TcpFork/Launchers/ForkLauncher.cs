@@ -5,7 +5,7 @@ namespace TcpFork;
 /// before it has reset its signals; the child runs the handler and always ends in _exit, never
 /// returning into the parent's loop. See docs/fork-safety.md.
 /// </summary>
-internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits) : ILauncher
+internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image) : ILauncher
 {
     private readonly Connection _connection = new(-1, default, log);
     private int _collections = -1;
@@ -22,6 +22,12 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         {
             GC.WaitForPendingFinalizers();
             _collections = GC.CollectionCount(0);
+        }
+        // At connections 1, 2, 4, 8, …: keep the image's data out of what fork() copies (see ImageData).
+        long n = connection.Number;
+        if (image is not null && (n & (n - 1)) == 0 && image.HasPrivatePages())
+        {
+            image.Move();
         }
         SigSet all, old;
         Interop.SigFillSet(&all);
@@ -57,7 +63,5 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         throw new InvalidOperationException("unreachable: _exit returned");
     }
 
-    public void Dispose()
-    {
-    }
+    public void Dispose() => image?.Dispose();
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Spectre.Console;
@@ -156,7 +157,7 @@ internal static class BenchRunner
     }
 
     /// <summary>One connection; a writer streams BYTES while a reader checks every echoed byte as it arrives.</summary>
-    private static BenchResult Bulk(BenchSettings s, ref long progress)
+    private static unsafe BenchResult Bulk(BenchSettings s, ref long progress)
     {
         var client = new LoadClient(s.Address, s.TimeoutMs);
         var w = new BenchResult();
@@ -168,39 +169,41 @@ internal static class BenchRunner
         }
         long total = s.Bulk!.Value;
         const int Chunk = 256 * 1024;
-        byte[] pattern = Pattern(Chunk + 251, 7); // any window of it is the pattern at some offset
+        // The writer vmsplices from this memory: it is native (the GC must not move it) and is freed only
+        // after the reader has seen every byte, when no socket buffer can refer to its pages any more.
+        byte* pattern = (byte*)NativeMemory.AlignedAlloc(Chunk + 251, 4096);
+        var expected = new Span<byte>(pattern, Chunk + 251);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            expected[i] = (byte)((i + 7) % 251); // any window of it is the pattern at some offset
+        }
         long start = Stopwatch.GetTimestamp();
         long[] progressBox = [0];
         var writer = new Thread(() =>
         {
-            for (long sent = 0; sent < total;)
+            if (LoadClient.SendPattern(fd, pattern, 251, Chunk, total, w))
             {
-                int n = (int)Math.Min(Chunk, total - sent);
-                if (!LoadClient.Send(fd, pattern.AsSpan((int)(sent % 251), n), w))
-                {
-                    return;
-                }
-                sent += n;
+                Interop.Shutdown(fd, Interop.SHUT_WR);
             }
-            Interop.Shutdown(fd, Interop.SHUT_WR);
         }) { IsBackground = true };
         var reader = new Thread(() =>
         {
             byte[] buffer = new byte[Chunk];
+            var want = new ReadOnlySpan<byte>(pattern, Chunk + 251);
             long got = 0;
             while (got < total)
             {
-                int want = (int)Math.Min(Chunk, total - got);
-                if (!LoadClient.Receive(fd, buffer.AsSpan(0, want), r))
+                int n = (int)Math.Min(Chunk, total - got);
+                if (!LoadClient.Receive(fd, buffer.AsSpan(0, n), r))
                 {
                     return;
                 }
-                if (!buffer.AsSpan(0, want).SequenceEqual(pattern.AsSpan((int)(got % 251), want)))
+                if (!buffer.AsSpan(0, n).SequenceEqual(want.Slice((int)(got % 251), n)))
                 {
                     r.Fail(Failure.Mismatch);
                     return;
                 }
-                got += want;
+                got += n;
                 Interlocked.Exchange(ref progressBox[0], got);
             }
             if (LoadClient.ExpectEof(fd, r))
@@ -212,6 +215,7 @@ internal static class BenchRunner
         }) { IsBackground = true };
         Start([writer, reader], ref progress, progressBox);
         Interop.Close(fd);
+        NativeMemory.AlignedFree(pattern);
         return BenchResult.Merge([w, r]);
     }
 
