@@ -130,8 +130,10 @@ public sealed class TcpForkServer
             listeners.ForEach(l => l.Dispose());
             throw;
         }
+        // Found while still privileged: a process that has changed its user cannot open its own pagemap.
+        ImageData? image = mode == ProcessMode.Fork ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
-        ILauncher launcher = ChooseLauncher(mode, log, memory);
+        ILauncher launcher = ChooseLauncher(mode, log, image);
         using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
         ParentLoop.Settle();
         Announce(listeners, launcher, log);
@@ -143,13 +145,14 @@ public sealed class TcpForkServer
     /// but without copying the parent). Limits must be set between fork and exec, so then the program
     /// runs from a tcpfork child (forked, or spawned in the child role) that sets them and execs it.
     /// </summary>
-    private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ParentMemory memory)
+    private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ImageData? image)
     {
         if (_program is not null && !_options.Limits.Any)
         {
+            image?.Dispose();
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, ImageData.Find(memory)) : new SpawnLauncher(_options);
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image) : new SpawnLauncher(_options);
     }
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
