@@ -34,9 +34,6 @@ internal sealed unsafe class ImageData : IDisposable
         _pagemap = pagemap;
     }
 
-    /// <summary>How many times the segment was moved into a fresh memfd.</summary>
-    public int Moves { get; private set; }
-
     /// <summary>Finds this executable's writable data segment; null where there is none to move (or no /proc).</summary>
     public static ImageData? Find(ParentMemory memory)
     {
@@ -126,12 +123,7 @@ internal sealed unsafe class ImageData : IDisposable
                 return false;
             }
             nint mapped = Interop.Mmap(_start, (nuint)length, Interop.PROT_READ | Interop.PROT_WRITE, Interop.MAP_PRIVATE | Interop.MAP_FIXED, fd, 0);
-            if (mapped != _start)
-            {
-                return false;
-            }
-            Moves++;
-            return true;
+            return mapped == _start;
         }
         finally
         {

@@ -38,6 +38,23 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void Bulk_sends_by_reference_through_a_unix_socket_too_and_still_checks_every_byte()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"tcpfork-bulk-{Environment.ProcessId}.sock");
+        using (ServerProcess server = ServerProcess.StartUnixEcho(Flavor.AotFork, path, "-q"))
+        {
+            JsonElement bulk = Bench("unix:" + path, "--bulk", "8388608");
+            Assert.Equal(1, bulk.GetProperty("ok").GetInt64());
+            Assert.Equal(0, bulk.GetProperty("failed").GetInt64());
+        }
+
+        // A server that changes one byte value of the stream: the vmspliced pattern comes back different.
+        using ServerProcess wrong = ServerProcess.StartExec(Flavor.AotFork, ["-q"], "tr", "\\000", "\\001");
+        JsonElement mismatch = Bench($"127.0.0.1:{wrong.Port}", "--bulk", "1048576");
+        Assert.Equal(1, mismatch.GetProperty("failures").GetProperty("mismatch").GetInt64());
+    }
+
+    [Fact]
     public void Failures_are_counted_by_kind()
     {
         // Bound but not listening: connections are refused, and no other test's server can be given this port meanwhile.

@@ -172,11 +172,7 @@ internal static class BenchRunner
         // The writer vmsplices from this memory: it is native (the GC must not move it) and is freed only
         // after the reader has seen every byte, when no socket buffer can refer to its pages any more.
         byte* pattern = (byte*)NativeMemory.AlignedAlloc(Chunk + 251, 4096);
-        var expected = new Span<byte>(pattern, Chunk + 251);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            expected[i] = (byte)((i + 7) % 251); // any window of it is the pattern at some offset
-        }
+        Pattern(Chunk + 251, 7).CopyTo(new Span<byte>(pattern, Chunk + 251)); // any window of it is the pattern at some offset
         long start = Stopwatch.GetTimestamp();
         long[] progressBox = [0];
         var writer = new Thread(() =>
