@@ -131,7 +131,7 @@ public sealed class TcpForkServer
             throw;
         }
         // Found while still privileged: a process that has changed its user cannot open its own pagemap.
-        ImageData? image = mode == ProcessMode.Fork ? ImageData.Find(memory) : null;
+        ImageData? image = mode == ProcessMode.Fork && !ExecsDirectly ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log, image);
         using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
@@ -147,13 +147,16 @@ public sealed class TcpForkServer
     /// </summary>
     private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ImageData? image)
     {
-        if (_program is not null && !_options.Limits.Any)
+        if (ExecsDirectly)
         {
-            image?.Dispose();
             return new ExecLauncher(_program);
         }
         return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image) : new SpawnLauncher(_options);
     }
+
+    /// <summary>True when children are the program itself, spawned with no tcpfork code in between.</summary>
+    [System.Diagnostics.CodeAnalysis.MemberNotNullWhen(true, nameof(_program))]
+    private bool ExecsDirectly => _program is not null && !_options.Limits.Any;
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
     {

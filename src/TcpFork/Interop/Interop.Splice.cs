@@ -5,7 +5,6 @@ namespace TcpFork;
 internal static unsafe partial class Interop
 {
     internal const uint SPLICE_F_MOVE = 1;
-    internal const int F_SETPIPE_SZ = 1031;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct IoVec
@@ -19,9 +18,6 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "vmsplice", SetLastError = true)]
     private static partial nint VmspliceOnce(int fd, IoVec* iov, nuint count, uint flags);
-
-    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
-    private static partial int FcntlOnce(int fd, int command, int argument);
 
     /// <summary>splice(2) between a socket and a pipe, retried on EINTR.</summary>
     internal static nint Splice(int fdIn, int fdOut, nuint len)
@@ -40,14 +36,6 @@ internal static unsafe partial class Interop
         IoVec iov = new() { Base = data, Length = len };
         nint r;
         while (Retry(r = VmspliceOnce(pipeWrite, &iov, 1, 0))) { }
-        return r;
-    }
-
-    /// <summary>Sets a pipe's capacity (F_SETPIPE_SZ); returns the capacity granted, or -1.</summary>
-    internal static int SetPipeSize(int fd, int bytes)
-    {
-        int r;
-        while (Retry(r = FcntlOnce(fd, F_SETPIPE_SZ, bytes))) { }
         return r;
     }
 }
