@@ -4,20 +4,21 @@ namespace TcpFork;
 /// The running children: pid, peer, start time and the parent's copy of the connection, one slot each,
 /// preallocated for the connection limit (as s6-tcpserverd does) in <see cref="ParentMemory"/>, so adding
 /// and removing a child never allocates and never touches memory a child shares. A pid → slot map with
-/// linear probing finds a child on SIGCHLD.
+/// linear probing finds a child on SIGCHLD. The kept connections (idle timeout only) are the one
+/// column in memory children share: a forked child closes them (<see cref="ParentDescriptors"/>).
 /// </summary>
 internal sealed unsafe class ChildTable
 {
     private struct Slot
     {
         public int Pid;
-        public int Fd;
         public long Started;
         public long SignalledAt;
         public SockAddr Peer;
     }
 
     private readonly Slot* _slots;
+    private readonly int* _fds; // null unless connections are kept
     private readonly int* _free;
     private readonly int* _counts; // [0] children, [1] free slots: in parent-only memory, as they change per connection
     private ref int FreeCount => ref _counts[1];
@@ -25,10 +26,16 @@ internal sealed unsafe class ChildTable
     private readonly int* _mapSlot;
     private readonly int _mapMask;
 
-    public ChildTable(int capacity, ParentMemory memory)
+    public ChildTable(int capacity, ParentMemory memory, bool keepConnections)
     {
         Capacity = capacity;
         _slots = memory.Allocate<Slot>(capacity);
+        if (keepConnections)
+        {
+            _fds = memory.AllocateShared<int>(capacity);
+            new Span<int>(_fds, capacity).Fill(-1);
+            ParentDescriptors.TrackKeptConnections(_fds, capacity);
+        }
         _free = memory.Allocate<int>(capacity);
         for (int i = 0; i < capacity; i++)
         {
@@ -58,7 +65,10 @@ internal sealed unsafe class ChildTable
         int slot = _free[--FreeCount];
         Slot* s = _slots + slot;
         s->Pid = pid;
-        s->Fd = fd;
+        if (_fds != null)
+        {
+            _fds[slot] = fd;
+        }
         s->Started = startedMs;
         s->SignalledAt = 0;
         s->Peer = peer;
@@ -91,7 +101,12 @@ internal sealed unsafe class ChildTable
         DeleteAt(i);
         Slot* s = _slots + slot;
         peer = s->Peer;
-        fd = s->Fd;
+        fd = -1;
+        if (_fds != null)
+        {
+            fd = _fds[slot];
+            _fds[slot] = -1;
+        }
         startedMs = s->Started;
         s->Pid = 0;
         _free[FreeCount++] = slot;
@@ -124,7 +139,7 @@ internal sealed unsafe class ChildTable
 
     public long StartedAt(int slot) => _slots[slot].Started;
 
-    public int FdAt(int slot) => _slots[slot].Fd;
+    public int FdAt(int slot) => _fds == null ? -1 : _fds[slot];
 
     /// <summary>When the parent sent this child SIGTERM for a timeout (0: never; -1: SIGKILL sent too).</summary>
     public ref long SignalledAt(int slot) => ref _slots[slot].SignalledAt;

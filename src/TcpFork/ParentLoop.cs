@@ -57,9 +57,9 @@ internal sealed unsafe class ParentLoop : IDisposable
         _options = options;
         _policy = policy;
         _reloadRules = reloadRules;
-        _children = new ChildTable(options.MaxConnections, memory);
         // The idle timeout reads TCP_INFO, so the parent keeps its copy of each connection until the child ends.
         _keepConnections = options.IdleTimeout is not null;
+        _children = new ChildTable(options.MaxConnections, memory, _keepConnections);
         // The local address is for the ok/deny lines and exec's environment: not worth a system call otherwise.
         _needLocalAddress = log.IsNormal || launcher is ExecLauncher;
         TimeSpan shortest = new[] { options.IdleTimeout, options.MaxLifetime }.Where(t => t is not null).Select(t => t!.Value).DefaultIfEmpty(TimeSpan.Zero).Min();

@@ -15,6 +15,16 @@ internal sealed unsafe class ParentMemory : IDisposable
 
     /// <summary>A zeroed block of <paramref name="count"/> <typeparamref name="T"/>s that children do not share.</summary>
     public T* Allocate<T>(int count)
+        where T : unmanaged => Map<T>(count, wipeOnFork: true);
+
+    /// <summary>
+    /// A zeroed block that forked children do see, outside the GC heap: for the little a child must read
+    /// of the parent's bookkeeping. Each write by the parent after a fork copies the page it is in.
+    /// </summary>
+    public T* AllocateShared<T>(int count)
+        where T : unmanaged => Map<T>(count, wipeOnFork: false);
+
+    private T* Map<T>(int count, bool wipeOnFork)
         where T : unmanaged
     {
         nuint length = (nuint)Math.Max(1, count) * (nuint)sizeof(T);
@@ -24,8 +34,11 @@ internal sealed unsafe class ParentMemory : IDisposable
         {
             Interop.Throw("mmap");
         }
-        // Linux 4.14+; where it is missing the memory still works, children just share it as before.
-        Interop.Madvise(p, length, Interop.MADV_WIPEONFORK);
+        if (wipeOnFork)
+        {
+            // Linux 4.14+; where it is missing the memory still works, children just share it as before.
+            Interop.Madvise(p, length, Interop.MADV_WIPEONFORK);
+        }
         _mappings.Add((p, length));
         return (T*)p;
     }

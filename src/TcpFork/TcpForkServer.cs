@@ -14,6 +14,12 @@ public sealed class TcpForkServer
     private readonly ConnectionHandler _handler;
     private readonly TcpForkServerOptions _options;
     private readonly ExecProgram? _program;
+    /// <summary>
+    /// True when children run tcpfork's own code (echo, or exec of a program), which needs nothing of
+    /// the runtime's inherited state: a forked child then keeps only 0, 1, 2 and its connection and
+    /// starts no thread (see ForkLauncher).
+    /// </summary>
+    private readonly bool _minimalChildren;
 
     /// <summary>Creates a server that runs the asynchronous <paramref name="handler"/> for every connection, each in its own process.</summary>
     public TcpForkServer(AsyncConnectionHandler handler, TcpForkServerOptions? options = null)
@@ -34,7 +40,9 @@ public sealed class TcpForkServer
         ArgumentNullException.ThrowIfNull(handler);
         _handler = handler;
         _options = options ?? new TcpForkServerOptions();
+        _minimalChildren = handler == (ConnectionHandler)EchoHandler.Handle;
     }
+
 
     /// <summary>
     /// Creates a server that runs <paramref name="program"/> for every connection, as tcpserver does:
@@ -47,7 +55,11 @@ public sealed class TcpForkServer
     }
 
     private TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options, ExecProgram program)
-        : this(handler, options) => _program = program;
+        : this(handler, options)
+    {
+        _program = program;
+        _minimalChildren = true;
+    }
 
     /// <summary>
     /// In a spawned child, serves the inherited connection with <paramref name="handler"/> and the log
@@ -110,10 +122,27 @@ public sealed class TcpForkServer
         using var memory = new ParentMemory();
         var policy = new AccessPolicy(_options, rules(), memory);
         ProcessMode mode = ResolveMode(_options.Mode);
-        string? unblocked = SignalMask.EnsureBlockedEverywhere();
-        if (unblocked is not null)
+        IReadOnlyList<string> extraThreads = mode == ProcessMode.Fork && !ExecsDirectly ? ForkedRuntime.ExtraThreads() : [];
+        if (extraThreads.Count > 0)
         {
-            log.Write($"warning: thread '{unblocked}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
+            if (_options.Mode == ProcessMode.Fork)
+            {
+                throw new InvalidOperationException(
+                    $"ProcessMode.Fork needs a parent with no thread but the runtime's finalizer, and these are running: {string.Join(", ", extraThreads)}; " +
+                    "start them in the handler (after Run()), or set TcpForkServerOptions.Mode to ProcessMode.Spawn or ProcessMode.Auto");
+            }
+            mode = ProcessMode.Spawn;
+        }
+        bool forks = mode == ProcessMode.Fork && !ExecsDirectly;
+        if (!forks)
+        {
+            // Fork mode blocks the signals in its two threads instead (ParentLoop, ForkedRuntime.ParkFinalizer).
+            WarnIfUnblocked(SignalMask.EnsureBlockedEverywhere(), log);
+        }
+        if (extraThreads.Count > 0)
+        {
+            // After the re-exec above, so the line is written once.
+            log.Write($"warning: fork mode needs a parent with one thread; running: {string.Join(", ", extraThreads)}; serving in spawn mode");
         }
         IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
         SockAddr[] resolved = addresses.SelectMany(a => a.Resolve()).ToArray();
@@ -136,8 +165,25 @@ public sealed class TcpForkServer
         ILauncher launcher = ChooseLauncher(mode, log, image);
         using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
         ParentLoop.Settle();
+        if (forks)
+        {
+            ForkedRuntime.ParkFinalizer(TimeSpan.FromSeconds(10));
+            WarnIfUnblocked(SignalMask.FirstThreadNotBlocking(), log);
+            if (!_minimalChildren && !ForkedRuntime.CanRestoreFinalizer)
+            {
+                log.Write($"warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"{Interop.Runtime}\" /> (the TcpFork package's build props add it)");
+            }
+        }
         Announce(listeners, launcher, log);
         return loop.Run();
+    }
+
+    private static void WarnIfUnblocked(string? thread, ServerLog log)
+    {
+        if (thread is not null)
+        {
+            log.Write($"warning: thread '{thread}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
+        }
     }
 
     /// <summary>
@@ -151,7 +197,7 @@ public sealed class TcpForkServer
         {
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image) : new SpawnLauncher(_options);
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren) : new SpawnLauncher(_options);
     }
 
     /// <summary>True when children are the program itself, spawned with no tcpfork code in between.</summary>

@@ -7,10 +7,15 @@ namespace TcpFork;
 /// </summary>
 internal static unsafe class ChildProcess
 {
-    /// <summary>Prepares this process and runs <paramref name="handler"/>; returns the exit code.</summary>
-    public static int Serve(Connection connection, ConnectionHandler handler, ChildLimits limits)
+    /// <summary>
+    /// Prepares this process and runs <paramref name="handler"/>; returns the exit code.
+    /// <paramref name="afterSignals"/> runs once the signal mask is reset, so threads it starts inherit
+    /// an empty mask (a forked child's runtime repair).
+    /// </summary>
+    public static int Serve(Connection connection, ConnectionHandler handler, ChildLimits limits, Action? afterSignals = null)
     {
         ResetSignals();
+        afterSignals?.Invoke();
         ServerLog log = connection.Log;
         log.Discard();
         try

@@ -86,13 +86,27 @@ internal static unsafe partial class Interop
         return true;
     }
 
-    /// <summary>Closes every descriptor from 3 up except <paramref name="keep"/>.</summary>
+    /// <summary>
+    /// Closes every descriptor from 3 up except <paramref name="keep"/>: close_range(2), or where the
+    /// kernel or a seccomp profile lacks it (ENOSYS, Linux before 5.9), each descriptor /proc/self/fd lists.
+    /// </summary>
     internal static void CloseAllAbove2Except(int keep)
     {
-        if (keep > 3)
+        if ((keep <= 3 || CloseRange(3, (uint)keep - 1, 0) == 0)
+            && CloseRange((uint)Math.Max(3, keep + 1), uint.MaxValue, 0) == 0)
         {
-            CloseRange(3, (uint)keep - 1, 0);
+            return;
         }
-        CloseRange((uint)Math.Max(3, keep + 1), uint.MaxValue, 0);
+        if (LastError != Errno.ENOSYS)
+        {
+            Throw("close_range");
+        }
+        foreach (string entry in Directory.GetFiles("/proc/self/fd"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), out int fd) && fd > 2 && fd != keep)
+            {
+                Close(fd);
+            }
+        }
     }
 }

@@ -25,6 +25,9 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "getpid")]
     internal static partial int GetPid();
 
+    [LibraryImport(Libc, EntryPoint = "gettid")]
+    internal static partial int GetTid();
+
     [LibraryImport(Libc, EntryPoint = "kill", SetLastError = true)]
     internal static partial int Kill(int pid, int signal);
 }

@@ -30,6 +30,10 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "pthread_sigmask")]
     internal static partial int PthreadSigMask(int how, SigSet* set, SigSet* old);
 
+    /// <summary>pause(2): sleeps until a signal handler runs.</summary>
+    [LibraryImport(Libc, EntryPoint = "pause")]
+    internal static partial int Pause();
+
     [LibraryImport(Libc, EntryPoint = "signalfd", SetLastError = true)]
     internal static partial int SignalFd(int fd, SigSet* mask, int flags);
 

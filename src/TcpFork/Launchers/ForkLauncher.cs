@@ -2,27 +2,24 @@ namespace TcpFork;
 
 /// <summary>
 /// fork(2), NativeAOT only. Every signal is blocked across the fork so that nothing runs in the child
-/// before it has reset its signals; the child runs the handler and always ends in _exit, never
-/// returning into the parent's loop. See docs/fork-safety.md.
+/// before it has reset its signals; the child closes the parent's descriptors, makes its runtime whole
+/// (<see cref="ForkedRuntime"/>), runs the handler and always ends in _exit, never returning into the
+/// parent's loop. See docs/fork-safety.md.
+/// <para>
+/// A <paramref name="minimal"/> child runs tcpfork's own handler (echo, or exec after setting limits),
+/// which uses nothing of the runtime's state: it keeps only 0, 1, 2 and its connection, and starts no
+/// thread. Any other handler gets a child that behaves like any .NET process.
+/// </para>
 /// </summary>
-internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image) : ILauncher
+internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal) : ILauncher
 {
     private readonly Connection _connection = new(-1, default, log);
-    private int _collections = -1;
 
     public string Name => "fork";
 
     public int Launch(int fd, in Accepted connection, out Errno error)
     {
-        // The loop allocates nothing, so no GC runs and the finalizer thread stays idle. If one did run
-        // (a hook that allocates), wait until the finalizer thread is idle again: a child forked while it
-        // runs would hang at its first GC, waiting for a thread it does not have.
-        int collections = GC.CollectionCount(0);
-        if (collections != _collections)
-        {
-            GC.WaitForPendingFinalizers();
-            _collections = GC.CollectionCount(0);
-        }
+        // The finalizer thread is parked for good (ForkedRuntime.ParkFinalizer): nothing to wait for here.
         // At connections 1, 2, 4, 8, …: keep the image's data out of what fork() copies (see ImageData).
         long n = connection.Number;
         if (image is not null && (n & (n - 1)) == 0 && image.HasPrivatePages())
@@ -51,9 +48,15 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         int code = 1;
         try
         {
-            // The listeners, epoll and signalfd are the parent's: the child keeps 0, 1, 2 and its connection.
-            Interop.CloseAllAbove2Except(fd);
-            code = ChildProcess.Serve(_connection, handler, limits);
+            if (minimal)
+            {
+                Interop.CloseAllAbove2Except(fd);
+            }
+            else
+            {
+                ParentDescriptors.CloseInForkedChild(fd);
+            }
+            code = ChildProcess.Serve(_connection, handler, limits, minimal ? null : ForkedRuntime.Repair);
         }
         finally
         {
