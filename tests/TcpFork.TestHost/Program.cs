@@ -4,6 +4,10 @@ using TcpFork;
 // testhost SCENARIO MODE: a library user's program. In spawn mode each child runs this Main again, so
 // everything the handler needs is set up the same way on every run, before Run().
 string scenario = args[0];
+if (Environment.GetEnvironmentVariable("TESTHOST_MAIN_LOG") is { } mainLog)
+{
+    File.AppendAllText(mainLog, $"main {Environment.ProcessId}\n"); // how often Main runs, and where
+}
 var options = new TcpForkServerOptions { Mode = Enum.Parse<ProcessMode>(args[1], ignoreCase: true) };
 options.Listen.Add(ListenAddress.Parse("127.0.0.1:0"));
 
@@ -50,6 +54,55 @@ switch (scenario)
             c.Stream.Write(Encoding.UTF8.GetBytes($"exits before me {exits[0]}\n"));
             return 0;
         }, options).Run();
+
+    case "descriptors":
+        // A descriptor Main opened stays usable in the child; the idle timeout makes the parent keep
+        // each connection, which no other child may hold.
+        using (var kept = new FileStream(args[2], FileMode.Open, FileAccess.Read))
+        {
+            options.IdleTimeout = TimeSpan.FromMinutes(1);
+            return new TcpForkServer(c =>
+            {
+                c.Stream.Write("ready\n"u8);
+                using var reader = new StreamReader(c.Stream, Encoding.UTF8);
+                _ = reader.ReadLine(); // the test's go-ahead, once it has looked at this process
+                byte[] first = new byte[1];
+                int read = RandomAccess.Read(kept.SafeFileHandle, first, 0);
+                string fds = string.Join(' ', Directory.GetFiles("/proc/self/fd").Select(f => $"{Path.GetFileName(f)}->{new FileInfo(f).LinkTarget}"));
+                c.Stream.Write(Encoding.UTF8.GetBytes($"kept {kept.SafeFileHandle.DangerousGetHandle()} read {read}:{(char)first[0]} fds {fds}\n"));
+                return 0;
+            }, options).Run();
+        }
+
+    case "threads-before-run":
+        // Starts the thread pool and a timer before Run(): a fork would lose them.
+        await Task.Delay(10);
+        try
+        {
+            return new TcpForkServer(c =>
+            {
+                c.Stream.Write(Encoding.UTF8.GetBytes($"served by {Connection.ProcessId}\n"));
+                return 0;
+            }, options).Run();
+        }
+        catch (InvalidOperationException e)
+        {
+            Console.Out.WriteLine($"refused: {e.Message}");
+            return 3;
+        }
+
+    case "bind-conflict":
+        options.Listen.Clear();
+        options.Listen.Add(ListenAddress.Parse($"127.0.0.1:{args[2]}"));
+        try
+        {
+            return new TcpForkServer(EchoHandler.Handle, options).Run();
+        }
+        catch (BindException e)
+        {
+            Console.Out.WriteLine($"caught {e.GetType().Name}: {e.Message}");
+            return 4;
+        }
 
     default:
         Console.Error.WriteLine($"unknown scenario {scenario}");

@@ -29,7 +29,7 @@ public class ChildLifecycleTests
         int child = ChildOf(server, s);
 
         Dictionary<int, string> fds = Descriptors(child);
-        string connection = $"socket:[{ServerSideInode(server.Port, ((System.Net.IPEndPoint)s.LocalEndPoint!).Port)}]";
+        string connection = $"socket:[{Native.ServerSideInode(server.Port, ((System.Net.IPEndPoint)s.LocalEndPoint!).Port)}]";
         // What the parent holds beyond stdio (a JIT runtime keeps copies of 0-2 higher up, in every process).
         HashSet<string> parents = Descriptors(server.Pid).Where(kv => kv.Key > 2).Select(kv => kv.Value)
             .Except(fds.Where(kv => kv.Key <= 2).Select(kv => kv.Value)).ToHashSet();
@@ -54,21 +54,6 @@ public class ChildLifecycleTests
 
     private static Dictionary<int, string> Descriptors(int pid) => Directory.GetFiles($"/proc/{pid}/fd").ToDictionary(
         f => int.Parse(Path.GetFileName(f), CultureInfo.InvariantCulture), f => new FileInfo(f).LinkTarget ?? "");
-
-    /// <summary>The inode of the server's end of a connection, from /proc/net/tcp (local port, remote port).</summary>
-    private static string ServerSideInode(int serverPort, int clientPort)
-    {
-        string local = $":{serverPort:X4}", remote = $":{clientPort:X4}";
-        foreach (string line in File.ReadLines("/proc/net/tcp").Skip(1))
-        {
-            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (f[1].EndsWith(local, StringComparison.Ordinal) && f[2].EndsWith(remote, StringComparison.Ordinal))
-            {
-                return f[9];
-            }
-        }
-        throw new InvalidOperationException($"no /proc/net/tcp entry for {serverPort} <- {clientPort}");
-    }
 
     [Theory]
     [MemberData(nameof(Flavors))]

@@ -47,6 +47,7 @@ internal static unsafe class ForkedRuntime
         }
         var extra = new List<string>();
         string self = Interop.GetTid().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string main = Interop.GetPid().ToString(System.Globalization.CultureInfo.InvariantCulture);
         foreach (string task in Directory.GetDirectories("/proc/self/task"))
         {
             if (Path.GetFileName(task) == self)
@@ -66,7 +67,8 @@ internal static unsafe class ForkedRuntime
             {
                 continue;
             }
-            extra.Add($"'{name}' ({TypicalCause(name)})");
+            string cause = Path.GetFileName(task) == main ? "the main thread: Run() was called from another thread, e.g. after an await" : TypicalCause(name);
+            extra.Add($"'{name}' ({cause})");
         }
         return extra;
     }

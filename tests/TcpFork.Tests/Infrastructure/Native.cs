@@ -6,6 +6,26 @@ namespace TcpFork.Tests;
 /// <summary>What the tests read from the kernel about processes: signals, /proc.</summary>
 public static partial class Native
 {
+    /// <summary>The inode of the server's end of a connection, from /proc/net/tcp (local port, remote port).</summary>
+    public static string ServerSideInode(int serverPort, int clientPort)
+    {
+        string local = $":{serverPort:X4}", remote = $":{clientPort:X4}";
+        foreach (string line in File.ReadLines("/proc/net/tcp").Skip(1))
+        {
+            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f[1].EndsWith(local, StringComparison.Ordinal) && f[2].EndsWith(remote, StringComparison.Ordinal))
+            {
+                return f[9];
+            }
+        }
+        throw new InvalidOperationException($"no /proc/net/tcp entry for {serverPort} <- {clientPort}");
+    }
+
+    /// <summary>The inode of the socket listening on <paramref name="port"/>, from /proc/net/tcp (state 0A).</summary>
+    public static string ListeningInode(int port) => File.ReadLines("/proc/net/tcp").Skip(1)
+        .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        .Single(f => f[1].EndsWith($":{port:X4}", StringComparison.Ordinal) && f[3] == "0A")[9];
+
     public const int SIGKILL = 9, SIGTERM = 15, SIGHUP = 1, SIGINT = 2;
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
