@@ -86,7 +86,7 @@ public sealed class TcpForkServer
         ProcessMode.Auto => IsForkSupported ? ProcessMode.Fork : ProcessMode.Spawn,
         ProcessMode.Fork when !IsForkSupported => throw new NotSupportedException(
             "fork mode needs the NativeAOT build: fork() without exec is unsafe under the JIT runtime (see docs/fork-safety.md); " +
-            "publish with -p:PublishAot=true, or use --mode spawn"),
+            "publish with -p:PublishAot=true, or set TcpForkServerOptions.Mode = ProcessMode.Spawn"),
         _ => requested,
     };
 
