@@ -43,7 +43,8 @@ public sealed class TcpForkServer
     public static TcpForkServer ForProgram(ExecProgram program, TcpForkServerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(program);
-        return new TcpForkServer(ExecHandler.For(program), options, program);
+        options ??= new TcpForkServerOptions();
+        return new TcpForkServer(ExecHandler.For(program, options.Limits), options, program);
     }
 
     private TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options, ExecProgram program)
