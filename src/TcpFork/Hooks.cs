@@ -8,11 +8,12 @@ namespace TcpFork;
 /// docs/fork-safety.md's invariants: no threads or tasks, no allocation. The API helps: the client is a
 /// <c>ref struct</c> (it cannot be stored, captured into a lambda that outlives the call, or passed to
 /// another thread), the hook is synchronous, and the parent measures each call and warns once on
-/// stderr if a hook allocated.
+/// stderr if a hook allocated. A hook that throws refuses that connection (<c>deny … verify</c>) and is
+/// logged once per exception type; the parent serves on.
 /// </summary>
 public delegate bool VerifyConnection(ClientAddress client);
 
-/// <summary>Observes, in the parent, a child that has ended; same rules as <see cref="VerifyConnection"/>.</summary>
+/// <summary>Observes, in the parent, a child that has ended; same rules as <see cref="VerifyConnection"/>. An exception it throws is logged once per type and the parent serves on.</summary>
 public delegate void ChildExited(in ChildExit exit);
 
 /// <summary>A client's address, valid only during a hook call. Allocation-free to inspect.</summary>

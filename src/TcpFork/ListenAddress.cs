@@ -105,11 +105,11 @@ public sealed class ListenAddress
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            throw new FormatException($"--listen '{Text}': unknown host '{Host}' ({e.Message})", e);
+            throw new FormatException($"TcpForkServerOptions.Listen '{Text}': unknown host '{Host}' ({e.Message})", e);
         }
         if (found.Length == 0)
         {
-            throw new FormatException($"--listen '{Text}': unknown host '{Host}'");
+            throw new FormatException($"TcpForkServerOptions.Listen '{Text}': unknown host '{Host}'");
         }
         return found.Distinct().Select(a => SockAddr.FromIP(a, Port)).ToArray();
     }

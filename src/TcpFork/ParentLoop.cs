@@ -298,20 +298,66 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     private bool _hookWarned;
 
-    /// <summary>Runs a user hook on the parent's thread, and says so once if it allocated (docs/fork-safety.md, invariant 3).</summary>
+    /// <summary>Exception types a hook has thrown and been logged for: made once, so a hook that keeps throwing logs once per type and the lookup allocates nothing.</summary>
+    private readonly Type?[] _verifyThrew = new Type?[8], _exitedThrew = new Type?[8];
+
+    /// <summary>
+    /// Runs a user hook on the parent's thread, and says so once if it allocated (docs/fork-safety.md,
+    /// invariant 3). A hook that throws cannot take the parent down: for Verify the connection is refused
+    /// (logged <c>deny … verify</c>). The exception itself was allocated, so a throwing call is not also
+    /// reported as allocating.
+    /// </summary>
     private bool CallHook(VerifyConnection verify, in SockAddr peer)
     {
         long before = Allocated;
-        bool allowed = verify(new ClientAddress(in peer));
-        WarnIfAllocated("Verify", before);
-        return allowed;
+        try
+        {
+            bool allowed = verify(new ClientAddress(in peer));
+            WarnIfAllocated("Verify", before);
+            return allowed;
+        }
+#pragma warning disable CA1031 // Any exception from user code in the parent is logged and survived: the parent must not die.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            WarnIfThrew(_verifyThrew, "Verify", e, "connections it throws for are refused");
+            return false;
+        }
     }
 
     private void CallHook(ChildExited exited, in ChildExit exit)
     {
         long before = Allocated;
-        exited(exit);
-        WarnIfAllocated("ChildExited", before);
+        try
+        {
+            exited(exit);
+            WarnIfAllocated("ChildExited", before);
+        }
+#pragma warning disable CA1031 // As above: logged once per type, and the parent serves on.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            WarnIfThrew(_exitedThrew, "ChildExited", e, "the parent serves on");
+        }
+    }
+
+    private void WarnIfThrew(Type?[] seen, string hook, Exception e, string consequence)
+    {
+        Type type = e.GetType();
+        for (int i = 0; i < seen.Length; i++)
+        {
+            if (seen[i] == type)
+            {
+                return;
+            }
+            if (seen[i] is null)
+            {
+                seen[i] = type;
+                _log.HookThrew(hook, e, consequence);
+                return;
+            }
+        }
+        // More distinct types than slots: those go unlogged rather than costing the parent memory.
     }
 
     private void WarnIfAllocated(string hook, long before)

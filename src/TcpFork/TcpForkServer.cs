@@ -51,7 +51,8 @@ public sealed class TcpForkServer
     public static TcpForkServer ForProgram(ExecProgram program, TcpForkServerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(program);
-        return new TcpForkServer(ExecHandler.For(program), options, program);
+        options ??= new TcpForkServerOptions();
+        return new TcpForkServer(ExecHandler.For(program, options.Limits), options, program);
     }
 
     private TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options, ExecProgram program)
@@ -98,7 +99,7 @@ public sealed class TcpForkServer
         ProcessMode.Auto => IsForkSupported ? ProcessMode.Fork : ProcessMode.Spawn,
         ProcessMode.Fork when !IsForkSupported => throw new NotSupportedException(
             "fork mode needs the NativeAOT build: fork() without exec is unsafe under the JIT runtime (see docs/fork-safety.md); " +
-            "publish with -p:PublishAot=true, or use --mode spawn"),
+            "publish with -p:PublishAot=true, or set TcpForkServerOptions.Mode = ProcessMode.Spawn"),
         _ => requested,
     };
 

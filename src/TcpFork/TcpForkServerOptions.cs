@@ -67,7 +67,11 @@ public sealed class TcpForkServerOptions
     /// <summary>A child older than this is ended (SIGTERM, then SIGKILL). Defaults to null (never).</summary>
     public TimeSpan? MaxLifetime { get; set; }
 
-    /// <summary>Resource limits each child sets before its handler runs. Defaults to none.</summary>
+    /// <summary>
+    /// Resource limits each child sets before its handler runs (or, for <see cref="TcpForkServer.ForProgram"/>,
+    /// just before it execs the program); see <see cref="ChildLimits.AddressSpace"/> for what the memory
+    /// limit means for a C# handler. Defaults to none.
+    /// </summary>
     public ChildLimits Limits { get; } = new();
 
     /// <summary>After binding, run as this user (and its group, unless <see cref="Group"/> is set). Defaults to null (unchanged).</summary>

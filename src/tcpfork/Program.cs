@@ -51,14 +51,14 @@ namespace TcpFork.Cli
         public static int UsageError(string reason)
         {
             // One line, whatever the parser wrote (its enum errors list the choices on lines of their own).
-            string oneLine = string.Join(", ", reason.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            string oneLine = string.Join(", ", LibraryNames.ToFlags(reason).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
             Console.Error.WriteLine($"tcpfork: usage: {oneLine} (see 'tcpfork --help')");
             return Usage;
         }
 
         public static int FatalError(string reason)
         {
-            Console.Error.WriteLine($"tcpfork: fatal: {reason}");
+            Console.Error.WriteLine($"tcpfork: fatal: {LibraryNames.ToFlags(reason)}");
             return Fatal;
         }
     }

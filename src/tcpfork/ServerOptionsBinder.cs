@@ -78,10 +78,10 @@ internal sealed class ServerOptionsBinder
 
     private readonly Option<double?> _idleTimeout = Seconds("--idle-timeout", "End a child whose TCP connection moved no data either way for this long.");
     private readonly Option<double?> _maxLifetime = Seconds("--max-lifetime", "End a child older than this.");
-    private readonly Option<long?> _limitAs = Limit("--limit-as", "Each child's address-space limit (RLIMIT_AS), bytes; K, M, G suffixes.", sizes: true);
+    private readonly Option<long?> _limitAs = Limit("--limit-as", "Each child's memory limit, bytes; K, M, G suffixes. For exec's PROGRAM: RLIMIT_AS. For tcpfork's own children: the GC heap's hard limit, and RLIMIT_AS = the child's size at start plus BYTES.", sizes: true);
     private readonly Option<long?> _limitCpu = Limit("--limit-cpu", "Each child's CPU time limit (RLIMIT_CPU), seconds.", sizes: false);
     private readonly Option<long?> _limitNofile = Limit("--limit-nofile", "Each child's open-file limit (RLIMIT_NOFILE).", sizes: false);
-    private readonly Option<long?> _limitNproc = Limit("--limit-nproc", "Each child's process limit (RLIMIT_NPROC; not enforced for root).", sizes: false);
+    private readonly Option<long?> _limitNproc = Limit("--limit-nproc", "RLIMIT_NPROC for each child: counts every process and thread of the user, the server included; not enforced for root.", sizes: false);
     private readonly Option<string?> _user = new("--user") { Description = "After binding, run as this user (and its group).", HelpName = "NAME" };
     private readonly Option<string?> _group = new("--group") { Description = "After binding, run with this group.", HelpName = "NAME" };
 

@@ -104,6 +104,60 @@ switch (scenario)
             return 4;
         }
 
+    case "verify-throws":
+        // Clients from an even port are refused by the hook throwing: the parent must survive it.
+        options.Verify = client => client.Port % 2 == 0 ? throw new InvalidOperationException("even port") : true;
+        return new TcpForkServer(c =>
+        {
+            c.Stream.Write("served\n"u8);
+            return 0;
+        }, options).Run();
+
+    case "exit-throws":
+        // Two exception types, alternating: each is logged once, and the parent serves on.
+        options.ChildExited = (in ChildExit e) =>
+        {
+            exits[0]++;
+            throw exits[0] % 2 == 1 ? new InvalidOperationException("odd exit") : new FormatException("even exit\nsecond line");
+        };
+        return new TcpForkServer(c =>
+        {
+            c.Stream.Write("served\n"u8);
+            return 0;
+        }, options).Run();
+
+    case "memory":
+        // "managed N" or "native N": allocate N MiB (1 MiB at a time, every page touched) and keep it.
+        options.Limits.AddressSpace = 256L << 20;
+        return new TcpForkServer(c =>
+        {
+            using var reader = new StreamReader(c.Stream, Encoding.UTF8);
+            string[] words = reader.ReadLine()!.Split(' ');
+            int mib = int.Parse(words[1], System.Globalization.CultureInfo.InvariantCulture);
+            var kept = new List<byte[]>();
+            for (int i = 0; i < mib; i++)
+            {
+                if (words[0] == "native")
+                {
+                    nint block = System.Runtime.InteropServices.Marshal.AllocHGlobal(1 << 20); // throws OutOfMemoryException when malloc fails
+                    for (int page = 0; page < 1 << 20; page += 4096)
+                    {
+                        System.Runtime.InteropServices.Marshal.WriteByte(block, page, 1);
+                    }
+                }
+                else
+                {
+                    byte[] block = new byte[1 << 20];
+                    block.AsSpan().Fill(1);
+                    kept.Add(block);
+                }
+            }
+            string asLimit = File.ReadLines("/proc/self/limits").First(l => l.StartsWith("Max address space", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[3];
+            long vmSize = long.Parse(File.ReadAllText("/proc/self/statm").Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * Environment.SystemPageSize;
+            c.Stream.Write(Encoding.UTF8.GetBytes($"allocated {mib} heap-limit {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes} as-limit {asLimit} vm {vmSize}\n"));
+            return 0;
+        }, options).Run();
+
     default:
         Console.Error.WriteLine($"unknown scenario {scenario}");
         return 2;

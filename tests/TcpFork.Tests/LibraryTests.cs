@@ -154,6 +154,127 @@ public class LibraryTests
         return (long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
     }
 
+    /// <summary>A client socket bound to a free local port of the given parity (the kernel's own choice is biased: bind(0) favours odd ports, connect even).</summary>
+    private static Socket ClientFromPortOfParity(int parity)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            int port = Random.Shared.Next(10_000, 16_000) * 2 + parity;
+            try
+            {
+                s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+                return s;
+            }
+            catch (SocketException) when (attempt < 100)
+            {
+                s.Dispose();
+            }
+        }
+    }
+
+    private static async Task<string> Exchange(Socket s)
+    {
+        try
+        {
+            return Encoding.UTF8.GetString(await EchoClient.ExchangeAsync(s, ReadOnlyMemory<byte>.Empty));
+        }
+        catch (SocketException)
+        {
+            return "";
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public async Task A_Verify_hook_that_throws_refuses_those_clients_warns_once_and_the_parent_still_drains_to_exit_0(Flavor flavor)
+    {
+        // The test host's Verify throws InvalidOperationException("even port") for clients from an even port.
+        using ServerProcess server = Host("verify-throws", flavor);
+        int denied = 0;
+        for (int i = 0; i < 16; i++)
+        {
+            bool even = i % 2 == 0;
+            using Socket s = ClientFromPortOfParity(even ? 0 : 1);
+            int port = ((System.Net.IPEndPoint)s.LocalEndPoint!).Port;
+            int from = server.LogCount;
+            s.Connect(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
+            string reply = await Exchange(s);
+            if (even)
+            {
+                Assert.Equal("", reply);
+                server.WaitForLog($@"^tcpfork: deny 0 :127\.0\.0\.1:{server.Port} :127\.0\.0\.1::{port} verify$", from: from);
+                denied++;
+            }
+            else
+            {
+                Assert.Equal("served\n", reply);
+            }
+        }
+        Assert.Single(server.StderrLines, l => l.Contains("hook threw", StringComparison.Ordinal));
+        Assert.Single(server.StderrLines, l => l == "tcpfork: warning: the Verify hook threw InvalidOperationException: even port; connections it throws for are refused");
+        Assert.Equal(denied, server.StderrLines.Count(l => l.EndsWith(" verify", StringComparison.Ordinal)));
+        Assert.DoesNotContain(server.StderrLines, l => l.Contains("hook allocated", StringComparison.Ordinal));
+        Assert.False(server.HasExited);
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        Assert.Matches(@"^tcpfork: exit: 16 connections; ", server.StderrLines[^1]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public async Task A_ChildExited_hook_that_throws_is_logged_once_per_exception_type_and_the_parent_serves_on(Flavor flavor)
+    {
+        // The test host's ChildExited throws InvalidOperationException and FormatException in turn.
+        using ServerProcess server = Host("exit-throws", flavor);
+        for (int i = 0; i < 8; i++)
+        {
+            int from = server.LogCount;
+            Assert.Equal("served\n", await Talk(server.Port));
+            server.WaitForLog(@"^tcpfork: status: 0/1000$", from: from); // reaped, so the hook has run
+        }
+        string[] warnings = server.StderrLines.Where(l => l.Contains("hook threw", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(
+            [
+                "tcpfork: warning: the ChildExited hook threw InvalidOperationException: odd exit; the parent serves on",
+                "tcpfork: warning: the ChildExited hook threw FormatException: even exit; the parent serves on", // first line of the message only
+            ], warnings);
+        Assert.Equal(8, server.StderrLines.Count(l => Regex.IsMatch(l, @"^tcpfork: end \d+ status 0$")));
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public async Task A_memory_limit_caps_the_GC_heap_and_native_memory_and_a_handler_past_it_is_stopped_and_logged(Flavor flavor)
+    {
+        // The test host sets Limits.AddressSpace = 256 MiB; "managed N" / "native N" allocate N MiB, 1 MiB at a time.
+        const long Limit = 256L << 20;
+        using ServerProcess server = Host("memory", flavor);
+        foreach (string kind in new[] { "managed", "native" })
+        {
+            string reply = await Talk(server.Port, $"{kind} 50\n");
+            Match m = Regex.Match(reply, @"^allocated 50 heap-limit (\d+) as-limit (\d+) vm (\d+)\n$");
+            Assert.True(m.Success, reply + server.Stderr);
+            long heapLimit = long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+            long asLimit = long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+            long vm = long.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture);
+            Assert.Equal(Limit, heapLimit);
+            // RLIMIT_AS is the child's own (tens of GB, the runtime's reservations) plus the limit: never more headroom than that.
+            Assert.InRange(asLimit - vm, 0, Limit);
+            Assert.True(asLimit > 4 * Limit, $"RLIMIT_AS {asLimit} should include the runtime's reservation (vm {vm})");
+
+            int from = server.LogCount;
+            Assert.Equal("", await Talk(server.Port, $"{kind} 1024\n"));
+            string error = server.WaitForLog($@"^tcpfork: error: \d+: handler exceeded the memory limit \({Limit} bytes\)$", from: from);
+            string pid = Regex.Match(error, @"error: (\d+)").Groups[1].Value;
+            server.WaitForLog($"^tcpfork: end {pid} status 1$", from: from);
+        }
+        Assert.StartsWith("allocated 200 ", await Talk(server.Port, "managed 200\n"));
+        Assert.DoesNotContain(server.StderrLines, l => l.Contains("handler failed", StringComparison.Ordinal));
+        Assert.False(server.HasExited);
+    }
+
     [Theory]
     [MemberData(nameof(Modes))]
     public async Task The_key_value_sample_serves_its_table_and_a_SET_stays_in_its_own_process(Flavor flavor)

@@ -3,6 +3,17 @@ namespace TcpFork.Tests;
 /// <summary>The library's options and parsers refuse bad values with exceptions that name them.</summary>
 public class OptionsTests
 {
+    [Fact]
+    public void Library_errors_name_options_by_their_CSharp_properties()
+    {
+        Assert.Equal("TcpForkServerOptions.User: no such user 'no-such-user-xyz'",
+            Assert.Throws<FormatException>(() => Privileges.Drop("no-such-user-xyz", null)).Message);
+        Assert.Equal("TcpForkServerOptions.Group: no such group 'no-such-group-xyz'",
+            Assert.Throws<FormatException>(() => Privileges.Drop(null, "no-such-group-xyz")).Message);
+        Assert.StartsWith("TcpForkServerOptions.Listen 'nosuch.invalid:80': unknown host 'nosuch.invalid'",
+            Assert.Throws<FormatException>(() => ListenAddress.Parse("nosuch.invalid:80").Resolve()).Message);
+    }
+
     [Theory]
     [InlineData(nameof(TcpForkServerOptions.MaxConnections))]
     [InlineData(nameof(TcpForkServerOptions.Backlog))]
@@ -42,6 +53,8 @@ public class OptionsTests
         Assert.False(TcpForkServer.IsForkSupported); // this test process runs under the JIT
         NotSupportedException e = Assert.Throws<NotSupportedException>(() => TcpForkServer.ResolveMode(ProcessMode.Fork));
         Assert.Contains("NativeAOT", e.Message);
+        Assert.Contains("TcpForkServerOptions.Mode = ProcessMode.Spawn", e.Message); // the library's names, not the CLI's flags
+        Assert.DoesNotContain("--", e.Message);
         Assert.Equal(ProcessMode.Spawn, TcpForkServer.ResolveMode(ProcessMode.Auto));
     }
 

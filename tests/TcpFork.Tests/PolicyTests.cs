@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using System.Text;
 
 namespace TcpFork.Tests;
@@ -204,5 +205,23 @@ public class PolicyTests
         }
         Assert.True(ended);
         server.WaitForLog(@"^tcpfork: timeout: \d+ lifetime \d+(\.\d)? s; sent SIGTERM$");
+    }
+
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    [InlineData(Flavor.JitSpawn)]
+    public async Task Echo_children_with_a_memory_limit_serve_under_it(Flavor flavor)
+    {
+        // A managed child's --limit-as caps its GC heap and the address space it adds, not the runtime's reservation.
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--limit-as", "64M");
+        byte[] data = RandomNumberGenerator.GetBytes(1 << 20);
+        for (int i = 0; i < 3; i++)
+        {
+            int from = server.LogCount;
+            Assert.Equal(data, await EchoClient.EchoOnceAsync(server.Port, data));
+            server.WaitForLog(@"^tcpfork: end \d+ status 0$", from: from);
+        }
+        Assert.DoesNotContain(server.StderrLines, l => l.Contains("error", StringComparison.Ordinal));
     }
 }

@@ -20,8 +20,16 @@ internal static unsafe class ChildProcess
         log.Discard();
         try
         {
-            limits.Apply();
+            if (!ExecHandler.Is(handler))
+            {
+                limits.Apply(managedHandler: true); // a program is given its limits by ExecHandler, just before exec
+            }
             return handler(connection);
+        }
+        catch (OutOfMemoryException) when (limits.AddressSpace is long bytes)
+        {
+            log.MemoryLimitExceeded(bytes);
+            return 1;
         }
 #pragma warning disable CA1031 // A child reports any failure as its exit status; the parent logs it.
         catch (Exception e)

@@ -2,15 +2,29 @@ namespace TcpFork;
 
 /// <summary>
 /// Runs the program from inside a tcpfork child, for when the child must act between fork and exec
-/// (resource limits): the connection moves to 0 and 1, the UCSPI variables are set, then execvpe.
-/// If exec fails the child logs the program and the error and exits 127.
+/// (resource limits): the connection moves to 0 and 1, the UCSPI variables are set, the limits are
+/// set as the program should have them, then execvpe. If exec fails the child logs the program and the
+/// error and exits 127.
 /// </summary>
-internal static unsafe class ExecHandler
+internal sealed unsafe class ExecHandler
 {
-    public static ConnectionHandler For(ExecProgram program) => connection => Exec(program, connection);
+    private readonly ExecProgram _program;
+    private readonly ChildLimits _limits;
 
-    private static int Exec(ExecProgram program, Connection connection)
+    private ExecHandler(ExecProgram program, ChildLimits limits)
     {
+        _program = program;
+        _limits = limits;
+    }
+
+    public static ConnectionHandler For(ExecProgram program, ChildLimits limits) => new ExecHandler(program, limits).Exec;
+
+    /// <summary>True for a handler made by <see cref="For"/>: it sets the child's limits itself (for a program, not for C#).</summary>
+    public static bool Is(ConnectionHandler handler) => handler.Target is ExecHandler;
+
+    private int Exec(Connection connection)
+    {
+        ExecProgram program = _program;
         Accepted addresses = connection.Addresses;
         byte[] ucspi = new byte[UcspiEnvironment.BufferSize];
         Span<int> starts = stackalloc int[UcspiEnvironment.MaxEntries];
@@ -31,6 +45,8 @@ internal static unsafe class ExecHandler
         {
             Interop.Close(fd);
         }
+        // Last, with nothing left to allocate: RLIMIT_AS is the program's own, not this process's.
+        _limits.Apply(managedHandler: false);
         // An ignored signal stays ignored across exec (SIGPIPE is, in every .NET process): give the program defaults.
         for (int signal = 1; signal < 65; signal++)
         {

@@ -94,6 +94,20 @@ internal sealed unsafe class ServerLog
     /// <summary>True in a spawned child, whose log object was made in its own process.</summary>
     public bool ChildLineByLine { get; set; }
 
+    /// <summary>
+    /// <c>warning: the HOOK hook threw TYPE: MESSAGE; CONSEQUENCE</c> — a Verify or ChildExited hook threw
+    /// in the parent (logged once per hook and exception type; the message's first line only).
+    /// </summary>
+    public void HookThrew(string hook, Exception e, string consequence)
+    {
+        ReadOnlySpan<char> message = e.Message;
+        int end = message.IndexOfAny('\r', '\n');
+        Write($"warning: the {hook} hook threw {e.GetType().Name}: {(end < 0 ? message : message[..end])}; {consequence}");
+    }
+
+    /// <summary><c>error: PID: handler exceeded the memory limit (N bytes)</c> — a child's handler ran out of the memory <see cref="ChildLimits.AddressSpace"/> gave it; the child exits 1.</summary>
+    public void MemoryLimitExceeded(long bytes) => Write($"error: {Interop.GetPid()}: handler exceeded the memory limit ({bytes} bytes)");
+
     /// <summary>Writes one line, formatted straight into the buffer: <c>log.Write($"end {pid} status {s}")</c>.</summary>
     public void Write([System.Runtime.CompilerServices.InterpolatedStringHandlerArgument("")] ref LineHandler line) => line.Finish();
 

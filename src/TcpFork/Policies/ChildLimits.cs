@@ -1,41 +1,103 @@
+using System.Buffers.Text;
+
 namespace TcpFork;
 
-/// <summary>Resource limits each child sets on itself before its handler (or program) runs. Null leaves a limit as inherited.</summary>
+/// <summary>
+/// Resource limits each child sets on itself before its handler (or program) runs. Null leaves a limit
+/// as inherited. The limits are set with both the soft and the hard value, so a handler cannot raise them.
+/// </summary>
 public sealed class ChildLimits
 {
-    /// <summary>RLIMIT_AS in bytes. Defaults to null (inherited).</summary>
+    /// <summary>
+    /// The child's memory limit in bytes. For a program (<see cref="TcpForkServer.ForProgram"/>,
+    /// <c>tcpfork exec</c>) it is RLIMIT_AS, exactly as <c>ulimit -v</c> or daemontools' <c>softlimit -a</c>
+    /// set it. A C# handler's process already has tens of GB of address space reserved by the runtime
+    /// (the GC's regions) before it serves, so there it means: the GC heap may hold at most this many
+    /// bytes (<c>GCHeapHardLimit</c>, set with <see cref="GC.RefreshMemoryLimit"/>), and RLIMIT_AS is the
+    /// child's virtual size when the handler starts plus this many bytes, so native memory and thread
+    /// stacks beyond what it inherited are capped too. A handler that allocates past it gets an
+    /// <see cref="OutOfMemoryException"/>; if the handler lets it escape, the child logs
+    /// <c>error: PID: handler exceeded the memory limit (N bytes)</c> and exits 1.
+    /// Defaults to null (inherited).
+    /// </summary>
     public long? AddressSpace { get; set; }
 
-    /// <summary>RLIMIT_CPU in seconds. Defaults to null (inherited).</summary>
+    /// <summary>RLIMIT_CPU in seconds: past it the kernel sends SIGXCPU. Defaults to null (inherited).</summary>
     public long? CpuSeconds { get; set; }
 
-    /// <summary>RLIMIT_NOFILE. Defaults to null (inherited).</summary>
+    /// <summary>RLIMIT_NOFILE: the highest descriptor number plus one the child may open. Defaults to null (inherited).</summary>
     public long? OpenFiles { get; set; }
 
-    /// <summary>RLIMIT_NPROC (not enforced for root). Defaults to null (inherited).</summary>
+    /// <summary>
+    /// RLIMIT_NPROC: fork, clone and thread creation fail (EAGAIN) in the child once the child's real user
+    /// has this many processes <i>and threads</i> in all — every process of that uid counts, the server and
+    /// its other children included, and a .NET process runs several threads (a spawned JIT child a dozen),
+    /// so a handler that starts threads or tasks reaches it sooner than the number suggests. Not enforced
+    /// for root (or with CAP_SYS_RESOURCE/CAP_SYS_ADMIN). Defaults to null (inherited).
+    /// </summary>
     public long? Processes { get; set; }
 
     /// <summary>True when any limit is set.</summary>
     public bool Any => AddressSpace is not null || CpuSeconds is not null || OpenFiles is not null || Processes is not null;
 
-    internal unsafe void Apply()
+    /// <summary>
+    /// Sets the limits on this process: the one place the rule for <see cref="AddressSpace"/> lives.
+    /// <paramref name="managedHandler"/> is true when C# code (a handler) runs next, false when a program is exec'd next.
+    /// </summary>
+    internal unsafe void Apply(bool managedHandler)
     {
-        Set(Interop.RLIMIT_AS, AddressSpace, "--limit-as");
-        Set(Interop.RLIMIT_CPU, CpuSeconds, "--limit-cpu");
-        Set(Interop.RLIMIT_NOFILE, OpenFiles, "--limit-nofile");
-        Set(Interop.RLIMIT_NPROC, Processes, "--limit-nproc");
-
-        static void Set(int resource, long? value, string name)
+        if (AddressSpace is long bytes)
         {
-            if (value is long v)
+            if (managedHandler)
             {
-                var limit = new Interop.RLimit { Current = (ulong)v, Max = (ulong)v };
+                // Documented way to change the hard limit at run time; works under NativeAOT too (LibraryTests).
+                AppContext.SetData("GCHeapHardLimit", (ulong)bytes);
+                GC.RefreshMemoryLimit();
+                ulong size = VirtualSize();
+                Set(Interop.RLIMIT_AS, size + (ulong)bytes < size ? ulong.MaxValue : size + (ulong)bytes, nameof(AddressSpace));
+            }
+            else
+            {
+                Set(Interop.RLIMIT_AS, (ulong)bytes, nameof(AddressSpace));
+            }
+        }
+        Set(Interop.RLIMIT_CPU, (ulong?)CpuSeconds, nameof(CpuSeconds));
+        Set(Interop.RLIMIT_NOFILE, (ulong?)OpenFiles, nameof(OpenFiles));
+        Set(Interop.RLIMIT_NPROC, (ulong?)Processes, nameof(Processes));
+
+        static void Set(int resource, ulong? value, string property)
+        {
+            if (value is ulong v)
+            {
+                var limit = new Interop.RLimit { Current = v, Max = v };
                 if (Interop.SetRLimit(resource, &limit) < 0)
                 {
-                    throw Interop.Error($"setrlimit {name}");
+                    throw Interop.Error($"setrlimit for TcpForkServerOptions.Limits.{property}");
                 }
             }
         }
+    }
+
+    /// <summary>This process's virtual size in bytes: the first field of /proc/self/statm (pages).</summary>
+    private static unsafe ulong VirtualSize()
+    {
+        byte* text = stackalloc byte[128];
+        int fd;
+        fixed (byte* path = "/proc/self/statm\0"u8)
+        {
+            fd = Interop.OpenReadOnly(path);
+        }
+        if (fd < 0)
+        {
+            throw Interop.Error("open /proc/self/statm");
+        }
+        nint n = Interop.Read(fd, text, 128);
+        Interop.Close(fd);
+        if (n <= 0 || !Utf8Parser.TryParse(new ReadOnlySpan<byte>(text, (int)n), out ulong pages, out _))
+        {
+            throw new InvalidOperationException("unable to read the virtual size from /proc/self/statm");
+        }
+        return pages * (ulong)Environment.SystemPageSize;
     }
 
     internal void Validate()

@@ -1,6 +1,6 @@
 namespace TcpFork;
 
-/// <summary><c>--user</c>/<c>--group</c>: the parent gives up root after binding, before any child runs.</summary>
+/// <summary><see cref="TcpForkServerOptions.User"/>/<see cref="TcpForkServerOptions.Group"/> (<c>--user</c>/<c>--group</c>): the parent gives up root after binding, before any child runs.</summary>
 internal static unsafe class Privileges
 {
     public static void Drop(string? user, string? group)
@@ -16,7 +16,7 @@ internal static unsafe class Privileges
             Interop.Passwd* pw = Interop.GetPwNam(user);
             if (pw == null)
             {
-                throw new FormatException($"--user: no such user '{user}'");
+                throw new FormatException($"TcpForkServerOptions.User: no such user '{user}'");
             }
             uid = pw->Uid;
             gid = pw->Gid;
@@ -30,7 +30,7 @@ internal static unsafe class Privileges
             Interop.Group* gr = Interop.GetGrNam(group);
             if (gr == null)
             {
-                throw new FormatException($"--group: no such group '{group}'");
+                throw new FormatException($"TcpForkServerOptions.Group: no such group '{group}'");
             }
             gid = gr->Gid;
         }
