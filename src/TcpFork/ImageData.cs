@@ -15,7 +15,7 @@ namespace TcpFork;
 /// runs) turn the mapping anonymous again, so the fork launcher checks /proc/self/pagemap after 1, 2, 4,
 /// 8, … launches and moves it again when it finds a written page; once the loop's code paths have all run,
 /// it stays clean. The copy is safe for the same reason a fork is (docs/fork-safety.md, invariants 1 and
-/// 3): only this thread runs managed code and the finalizer thread is idle, so nothing writes the segment
+/// 3): only this thread runs managed code and the finalizer thread is parked, so nothing writes the segment
 /// between the copy and the remap.
 /// </para>
 /// </summary>

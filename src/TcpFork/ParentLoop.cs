@@ -83,8 +83,9 @@ internal sealed unsafe class ParentLoop : IDisposable
     /// <summary>
     /// Settles the parent before anyone can connect: gives back what start-up used (parsing, DNS…) —
     /// every resident anonymous page is a page-table entry each fork copies and each child's exit tears
-    /// down — and lets the finalizer thread finish what that collection gave it, so the loop starts with
-    /// it idle (docs/fork-safety.md, invariant 3) and no descriptor closes behind the loop's back.
+    /// down — and lets the finalizer thread finish what that collection gave it, so no descriptor closes
+    /// behind the loop's back and, in fork mode, nothing is left for it before it is parked
+    /// (docs/fork-safety.md, invariant 3).
     /// </summary>
     public static void Settle()
     {

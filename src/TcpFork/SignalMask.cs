@@ -9,7 +9,9 @@ namespace TcpFork;
 /// own (NativeAOT's finalizer) before Main, with the mask they inherited from the exec'ing process.
 /// So when some thread does not block them, the parent blocks them and executes itself again, once:
 /// a signal mask survives execve(2), and every runtime thread is then born with it. Same pid, same
-/// arguments, same descriptors.
+/// arguments, same descriptors — and Main runs a second time. Only spawn mode needs this (a JIT runtime
+/// has threads nobody else can reach): a fork-mode parent has one other thread, the finalizer, which
+/// blocks the signals itself when it is parked (ForkedRuntime.ParkFinalizer).
 /// </summary>
 internal static unsafe class SignalMask
 {
