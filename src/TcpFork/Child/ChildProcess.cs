@@ -15,11 +15,11 @@ internal static unsafe class ChildProcess
     public static int Serve(Connection connection, ConnectionHandler handler, ChildLimits limits, Action? afterSignals = null)
     {
         ResetSignals();
-        afterSignals?.Invoke();
         ServerLog log = connection.Log;
         log.Discard();
         try
         {
+            afterSignals?.Invoke();
             if (!ExecHandler.Is(handler))
             {
                 limits.Apply(managedHandler: true); // a program is given its limits by ExecHandler, just before exec
