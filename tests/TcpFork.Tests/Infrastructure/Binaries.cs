@@ -23,6 +23,9 @@ public static class Binaries
     private static readonly Lazy<string> TestHostAot = new(() =>
         PublishAot(Path.Combine("tests", "TcpFork.TestHost", "TcpFork.TestHost.csproj"), "test-aot-host", "TcpFork.TestHost"), LazyThreadSafetyMode.ExecutionAndPublication);
 
+    private static readonly Lazy<string> ConformanceHostAot = new(() =>
+        PublishAot(Path.Combine("tests", "TcpFork.ConformanceHost", "TcpFork.ConformanceHost.csproj"), "test-aot-conformance", "TcpFork.ConformanceHost"), LazyThreadSafetyMode.ExecutionAndPublication);
+
     private static readonly Lazy<string> KeyValueAot = new(() =>
         PublishAot(Path.Combine("samples", "KeyValue", "KeyValue.csproj"), "test-aot-keyvalue", "KeyValue"), LazyThreadSafetyMode.ExecutionAndPublication);
 
@@ -49,6 +52,9 @@ public static class Binaries
 
     /// <summary>The library test host (tests/TcpFork.TestHost): NativeAOT for fork, the JIT build otherwise.</summary>
     public static string TestHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.TestHost") : TestHostAot.Value;
+
+    /// <summary>The conformance suite's program (tests/TcpFork.ConformanceHost): NativeAOT for fork and AOT spawn, the JIT build otherwise.</summary>
+    public static string ConformanceHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.ConformanceHost") : ConformanceHostAot.Value;
 
     /// <summary>The sample key-value server: NativeAOT for fork, the JIT build otherwise.</summary>
     public static string KeyValue(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("KeyValue") : KeyValueAot.Value;

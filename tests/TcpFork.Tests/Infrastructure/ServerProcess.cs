@@ -143,6 +143,9 @@ public sealed partial class ServerProcess : IDisposable
         }
     }
 
+    /// <summary>Waits for a stdout line matching <paramref name="pattern"/>.</summary>
+    public string WaitForOutput(string pattern, TimeSpan? timeout = null) => WaitFor(_stdout, new Regex(pattern), timeout ?? TimeSpan.FromSeconds(20), 0, "stdout");
+
     private string WaitForStdout(Regex pattern, TimeSpan timeout, int skip) => WaitFor(_stdout, pattern, timeout, 0, "stdout", skip);
 
     private string WaitFor(List<string> list, Regex pattern, TimeSpan timeout, int from, string name, int skip = 0)
