@@ -24,6 +24,19 @@ public class ChildLifecycleTests
     public async Task A_child_holds_only_0_1_2_and_its_connection_and_blocks_no_signal(Flavor flavor)
     {
         using ServerProcess server = ServerProcess.StartEcho(flavor);
+        await AssertTheChildHoldsOnlyItsConnection(server, flavor);
+    }
+
+    [Fact]
+    public async Task Without_close_range_a_forked_child_still_holds_only_its_connection()
+    {
+        // close_range fails with ENOSYS (a kernel before 5.9, an old seccomp profile): the child closes what /proc/self/fd lists.
+        using ServerProcess server = ServerProcess.Start(Binaries.NoCloseRange, [Binaries.AotBinary, "echo", "--mode", "fork"]);
+        await AssertTheChildHoldsOnlyItsConnection(server, Flavor.AotFork);
+    }
+
+    private static async Task AssertTheChildHoldsOnlyItsConnection(ServerProcess server, Flavor flavor)
+    {
         using Socket s = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(s, "x"u8.ToArray());
         int child = ChildOf(server, s);

@@ -97,7 +97,7 @@ internal static unsafe class ForkedRuntime
         }
         CanRestoreFinalizer = Interop.IsRuntimeLinked();
         DropParker();
-        GC.Collect();
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         while (!s_parked)
         {
@@ -107,6 +107,8 @@ internal static unsafe class ForkedRuntime
             }
             Thread.Sleep(1);
         }
+        // Settled again (ParentLoop.Settle): every page parking touched would be copied by every fork.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -31,6 +31,18 @@ public static class Binaries
 
     public static string RepoRoot { get; } = FindRepoRoot();
 
+    private static readonly Lazy<string> NoCloseRangeWrapper = new(() =>
+    {
+        string output = Path.Combine(RepoRoot, "artifacts", "test-native", "no-close-range");
+        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+        (int code, _, string stderr) = Run.Command("gcc", "-O2", "-o", output, Path.Combine(RepoRoot, "tests", "TcpFork.Tests", "Infrastructure", "no-close-range.c"));
+        Assert.True(code == 0, "gcc no-close-range.c: " + stderr);
+        return output;
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>A wrapper that runs a program with close_range(2) failing with ENOSYS (Infrastructure/no-close-range.c, built with gcc).</summary>
+    public static string NoCloseRange => NoCloseRangeWrapper.Value;
+
     /// <summary>
     /// Held around every publish and pack: they all build src/TcpFork in Release into the same obj/,
     /// and two at once would corrupt it.
