@@ -103,7 +103,8 @@ internal static partial class Probes
     {
         var clock = Stopwatch.StartNew();
         await Task.Delay(20).WaitAsync(Limit);
-        return Ok(clock.ElapsedMilliseconds >= 20 ? "delayed" : "early");
+        // The timer fires on the millisecond tick: up to a tick early is still a delay of 20 ms.
+        return Ok(clock.ElapsedMilliseconds >= 15 ? "delayed" : $"early after {clock.Elapsed.TotalMilliseconds} ms");
     }
 
     private static (string, int) Timer()
