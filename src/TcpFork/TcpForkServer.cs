@@ -161,7 +161,7 @@ public sealed class TcpForkServer
             throw;
         }
         // Found while still privileged: a process that has changed its user cannot open its own pagemap.
-        ImageData? image = mode == ProcessMode.Fork && !ExecsDirectly ? ImageData.Find(memory) : null;
+        ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log, image);
         using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
