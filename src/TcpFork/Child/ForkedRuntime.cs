@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
 
 namespace TcpFork;
 
@@ -153,7 +152,7 @@ internal static unsafe class ForkedRuntime
         Span<ulong> seed = stackalloc ulong[4];
         do
         {
-            RandomNumberGenerator.Fill(System.Runtime.InteropServices.MemoryMarshal.AsBytes(seed));
+            Interop.FillRandom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(seed));
         }
         while ((seed[0] | seed[1] | seed[2] | seed[3]) == 0);
         S0(state) = seed[0];
