@@ -105,7 +105,12 @@ public sealed class ListenAddress
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            throw new FormatException($"TcpForkServerOptions.Listen '{Text}': unknown host '{Host}' ({e.Message})", e);
+            throw new FormatException($"TcpForkServerOptions.Listen '{Printable.Truncate(Text)}': unknown host '{Printable.Truncate(Host!)}' ({e.Message})", e);
+        }
+        catch (ArgumentException e)
+        {
+            // Not a name DNS could look up at all (over 255 characters, empty labels…).
+            throw new FormatException($"TcpForkServerOptions.Listen '{Printable.Truncate(Text)}': '{Printable.Truncate(Host!)}' is not a valid host name", e);
         }
         if (found.Length == 0)
         {

@@ -3,14 +3,17 @@ namespace TcpFork;
 /// <summary>A bound, listening, non-blocking socket.</summary>
 internal sealed unsafe class Listener : IDisposable
 {
-    private Listener(SafeFd fd, SockAddr address, string? unixPath)
+    private Listener(SafeFd fd, SockAddr address, string? unixPath, StatX created)
     {
         Fd = fd;
         Address = address;
         _unixPath = unixPath;
+        _created = created;
     }
 
-    private readonly string? _unixPath;
+    /// <summary>The socket file this listener created, until it removes it; and which file that was.</summary>
+    private string? _unixPath;
+    private readonly StatX _created;
 
     public SafeFd Fd { get; }
 
@@ -52,7 +55,12 @@ internal sealed unsafe class Listener : IDisposable
             Interop.Check(Interop.GetSockName(fd, &bound, &len), "getsockname");
             bound.Length = len;
             string? path = address.IsUnix ? System.Text.Encoding.UTF8.GetString(address.AddressBytes) : null;
-            return new Listener(handle, bound, path);
+            StatX created = default;
+            if (path is not null && !Interop.TryStat(path, followLinks: false, out created))
+            {
+                path = null; // already gone (or unreadable): not ours to remove later
+            }
+            return new Listener(handle, bound, path, created);
         }
         catch
         {
@@ -61,14 +69,21 @@ internal sealed unsafe class Listener : IDisposable
         }
     }
 
+    /// <summary>
+    /// Closes the socket and removes its file — once, and only while the path is still the file this
+    /// listener created: in a rolling restart the successor binds the same path while this process
+    /// drains, and its file must survive this one's exit.
+    /// </summary>
     public void Dispose()
     {
         Fd.Dispose();
-        if (_unixPath is not null)
+        string? path = _unixPath;
+        _unixPath = null;
+        if (path is not null && Interop.TryStat(path, followLinks: false, out StatX now) && now.SameFile(_created))
         {
             try
             {
-                File.Delete(_unixPath);
+                File.Delete(path);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -38,7 +38,6 @@ internal sealed unsafe class ParentLoop : IDisposable
     {
         public long Served, Drained, Terminated, Killed;
     }
-    private SigSet _handledSignals;
 
     private Phase _phase;
     private long _phaseDeadline;
@@ -72,7 +71,6 @@ internal sealed unsafe class ParentLoop : IDisposable
         Interop.SigAddSet(&set, Interop.SIGTERM);
         Interop.SigAddSet(&set, Interop.SIGINT);
         Interop.SigAddSet(&set, Interop.SIGHUP);
-        _handledSignals = set;
         SignalMask.Block();
         _signals = new SafeFd((int)Interop.Check(Interop.SignalFd(-1, &set, Interop.SFD_NONBLOCK | Interop.SFD_CLOEXEC), "signalfd"));
         _epoll = new SafeFd((int)Interop.Check(Interop.EpollCreate1(Interop.EPOLL_CLOEXEC), "epoll_create1"));
@@ -383,10 +381,14 @@ internal sealed unsafe class ParentLoop : IDisposable
             _policy.ReplaceRules(rules);
             _log.Write($"rules: reloaded {rules.Count} rules");
         }
-        catch (FormatException e)
+#pragma warning disable CA1031 // Nothing a file holds may stop the parent: any failure keeps the rules in force.
+        catch (Exception e)
+#pragma warning restore CA1031
         {
-            _log.Write($"warning: rules: {e.Message}; keeping the rules in force");
+            _log.Write($"warning: rules: {(e is FormatException ? e.Message : $"{e.GetType().Name}: {Printable.Truncate(e.Message)}")}; keeping the rules in force");
         }
+        // The reload's garbage would otherwise stay resident, and every fork copies the parent's pages.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
     /// <summary>Idle timeout and lifetime: SIGTERM once, SIGKILL after the grace period.</summary>
@@ -602,9 +604,14 @@ internal sealed unsafe class ParentLoop : IDisposable
         _epoll.Dispose();
         _signals.Dispose();
         _launcher.Dispose();
-        fixed (SigSet* set = &_handledSignals)
+        // Signals that arrive after the last signalfd read must not end a process that has drained
+        // cleanly (unblocked, a late TERM or HUP would exit 143 or 129). So they stay blocked in this
+        // thread, and those already pending are discarded (setting SIG_IGN does that, blocked or not),
+        // so a program that unblocks them later does not receive stale ones. Run() documents this.
+        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP])
         {
-            Interop.PthreadSigMask(Interop.SIG_UNBLOCK, set, null);
+            Interop.Signal(signal, Interop.SIG_IGN);
+            Interop.Signal(signal, Interop.SIG_DFL);
         }
     }
 }

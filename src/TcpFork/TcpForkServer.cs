@@ -107,6 +107,12 @@ public sealed class TcpForkServer
     /// Listens and serves until SIGTERM or SIGINT has drained the children, then returns 0. In a spawned
     /// child it serves the inherited connection instead and returns the handler's exit code.
     /// Throws <see cref="BindException"/> when a listener cannot be opened.
+    /// <para>
+    /// It returns with SIGTERM, SIGINT, SIGHUP and SIGCHLD still blocked in the calling thread (and any
+    /// that were pending discarded), so that a signal arriving after the drain cannot end the process
+    /// with its default action: <c>return server.Run();</c> exits 0. A program that goes on after
+    /// Run() and needs them unblocks them itself.
+    /// </para>
     /// </summary>
     public int Run()
     {

@@ -43,6 +43,10 @@ internal static class ExecCommand
         command.SetAction(parsed =>
         {
             string[] argv = parsed.GetValue(program)!;
+            if (argv[0].Length == 0)
+            {
+                throw new UsageException("the program to run (after --) is an empty name");
+            }
             var exec = new ExecProgram(argv[0], argv[1..]) { LocalName = parsed.GetValue(localName) };
             foreach (string kv in parsed.GetValue(env) ?? [])
             {

@@ -46,6 +46,11 @@ namespace TcpFork.Cli
             {
                 return FatalError(e.Message);
             }
+            catch (ArgumentException e)
+            {
+                // The parser checks every value first; this is the net under it, never a stack trace.
+                return UsageError(e.ParamName is { } name ? $"TcpForkServerOptions.{name} is out of range" : "an argument is out of range");
+            }
         }
 
         public static int UsageError(string reason)

@@ -49,6 +49,11 @@ internal sealed class ServerOptionsBinder
         CustomParser = r =>
         {
             string path = r.Tokens[^1].Value;
+            if (path.Length == 0)
+            {
+                r.AddError("--rules needs a file name, not an empty one");
+                return path;
+            }
             try
             {
                 AccessRule.ReadFile(path);
@@ -192,9 +197,10 @@ internal sealed class ServerOptionsBinder
         CustomParser = r =>
         {
             string text = r.Tokens[^1].Value;
-            if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || !(v > 0 && v <= 31_536_000))
+            if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || !(v >= 0.001 && v <= 31_536_000))
             {
-                r.AddError($"{name} must be a number of seconds above 0, not '{text}'");
+                // At least a millisecond: the timers count milliseconds, and a smaller value would round to 0.
+                r.AddError($"{name} must be a number of seconds from 0.001 to 31536000, not '{Printable.Truncate(text)}'");
             }
             return v;
         },

@@ -36,11 +36,11 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "pread", SetLastError = true)]
     private static partial nint PReadOnce(int fd, byte* buffer, nuint count, long offset);
 
-    /// <summary>open(2) read-only and close-on-exec, retried on EINTR; -1 with errno set on failure.</summary>
-    internal static int OpenReadOnly(byte* path)
+    /// <summary>open(2) read-only and close-on-exec (plus <paramref name="flags"/>), retried on EINTR; -1 with errno set on failure.</summary>
+    internal static int OpenReadOnly(byte* path, int flags = 0)
     {
         int r;
-        while (Retry(r = OpenOnce(path, O_CLOEXEC))) { }
+        while (Retry(r = OpenOnce(path, O_CLOEXEC | flags))) { }
         return r;
     }
 

@@ -64,42 +64,8 @@ public sealed class AccessRule
         return Create(words[0] == "allow", words[1]);
     }
 
-    /// <summary>Reads a rules file: one rule a line, <c>#</c> starts a comment; errors name the file and line.</summary>
-    public static List<AccessRule> ReadFile(string path)
-    {
-        var rules = new List<AccessRule>();
-        string[] lines;
-        try
-        {
-            lines = File.ReadAllLines(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new FormatException($"{path}: {e.Message}", e);
-        }
-        for (int i = 0; i < lines.Length; i++)
-        {
-            string line = lines[i];
-            int hash = line.IndexOf('#', StringComparison.Ordinal);
-            if (hash >= 0)
-            {
-                line = line[..hash];
-            }
-            if (string.IsNullOrWhiteSpace(line))
-            {
-                continue;
-            }
-            try
-            {
-                rules.Add(ParseLine(line));
-            }
-            catch (FormatException e)
-            {
-                throw new FormatException($"{path}:{i + 1}: {e.Message}", e);
-            }
-        }
-        return rules;
-    }
+    /// <summary>Reads a rules file: one rule a line, <c>#</c> starts a comment; errors name the file and line (see RulesFile).</summary>
+    public static List<AccessRule> ReadFile(string path) => RulesFile.Read(path);
 
     /// <summary>True when <paramref name="address"/> (16 bytes, IPv4 mapped) is in this rule's network.</summary>
     internal bool Matches(ReadOnlySpan<byte> address)
