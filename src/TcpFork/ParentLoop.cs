@@ -515,6 +515,9 @@ internal sealed unsafe class ParentLoop : IDisposable
         if (_phase == Phase.Serving)
         {
             SetPolling(false);
+            // Connections the kernel has completed wait in the accept queue, and closing a listener resets
+            // them: serve them first, so a drain cuts no connection the kernel accepted.
+            AcceptQueued();
             foreach (Listener l in _listeners)
             {
                 l.Dispose();
@@ -537,6 +540,29 @@ internal sealed unsafe class ParentLoop : IDisposable
                 _log.Write($"stop: {name} again; terminating {_children.Count} connections");
             }
             _phaseDeadline = 0;
+            _stopRepeated = true;
+        }
+    }
+
+    private bool _stopRepeated;
+
+    /// <summary>Accepts and launches every connection waiting in the listeners' queues, as far as the table has room.</summary>
+    private void AcceptQueued()
+    {
+        foreach (Listener listener in _listeners)
+        {
+            while (!_children.IsFull)
+            {
+                SockAddr peer = default;
+                int len = SockAddr.Capacity;
+                int fd = Interop.Accept4(listener.Fd.Fd, &peer, &len, Interop.SOCK_CLOEXEC);
+                if (fd < 0)
+                {
+                    break; // EAGAIN: the queue is empty (any other error: that connection is gone)
+                }
+                peer.Length = len;
+                Launch(fd, peer);
+            }
         }
     }
 
@@ -564,7 +590,14 @@ internal sealed unsafe class ParentLoop : IDisposable
         {
             case Phase.Draining:
                 _n->Terminated = _children.SignalAll(Interop.SIGTERM);
-                _log.Write($"stop: drain timeout; sent SIGTERM to {_n->Terminated} children");
+                if (_stopRepeated)
+                {
+                    _log.Write($"stop: second stop signal; sent SIGTERM to {_n->Terminated} children");
+                }
+                else
+                {
+                    _log.Write($"stop: drain timeout; sent SIGTERM to {_n->Terminated} children");
+                }
                 _phase = Phase.Terminating;
                 _phaseDeadline = now + (long)_options.KillGrace.TotalMilliseconds;
                 break;

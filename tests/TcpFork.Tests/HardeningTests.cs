@@ -145,4 +145,19 @@ public partial class HardeningTests
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
         }
     }
+
+    [Fact]
+    public async Task A_second_SIGTERM_says_it_was_a_second_signal_not_a_drain_timeout()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--drain-timeout", "60");
+        using Socket held = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(held, "x"u8.ToArray());
+        server.WaitForLog(@"^tcpfork: status: 1/");
+        server.Signal(Native.SIGTERM);
+        server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
+        server.Signal(Native.SIGTERM);
+        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children$");
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        Assert.DoesNotContain(server.StderrLines, l => l.Contains("drain timeout", StringComparison.Ordinal));
+    }
 }
