@@ -41,7 +41,7 @@ public readonly ref struct ClientAddress
     public bool IsIn(AccessRule network)
     {
         ArgumentNullException.ThrowIfNull(network);
-        if (!PeerTable.TryKey(_address, out UInt128 key))
+        if (!PeerTable.TryAddress(_address, out UInt128 key))
         {
             return false;
         }

@@ -5,7 +5,8 @@ namespace TcpFork;
 
 /// <summary>
 /// Where to listen: <c>HOST:PORT</c>, <c>[IPV6]:PORT</c> or <c>unix:PATH</c>. HOST is an IP literal,
-/// <c>*</c> (every IPv4 address) or a name resolved once at start.
+/// <c>*</c> (every IPv4 address) or a name resolved once at start. IPv4 only as a canonical dotted quad
+/// (<c>10.0.0.1</c>; no octal, hex or short forms — <see cref="IPText"/>).
 /// </summary>
 public sealed class ListenAddress
 {
@@ -53,7 +54,7 @@ public sealed class ListenAddress
             }
             host = text[1..close];
             portText = text[(close + 2)..];
-            if (!IPAddress.TryParse(host, out IPAddress? v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            if (!IPText.TryParse(host, out IPAddress? v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
             {
                 throw new FormatException($"'{text}': '{host}' is not an IPv6 address");
             }
@@ -75,6 +76,14 @@ public sealed class ListenAddress
             {
                 throw new FormatException($"'{text}': missing host (use * or 0.0.0.0 for every address)");
             }
+            if (host != "*" && !IPText.TryParse(host, out _) && IPText.LooksLikeIPv4(host))
+            {
+                throw new FormatException($"'{text}': '{host}' is not an IPv4 address in dotted-quad form (four decimal numbers 0-255, no leading zeros)");
+            }
+            if (host.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+            {
+                throw new FormatException($"'{text}': the host must not contain spaces or control characters");
+            }
         }
         if (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port > 65535)
         {
@@ -94,7 +103,7 @@ public sealed class ListenAddress
         {
             return [SockAddr.FromIP(IPAddress.Any, Port)];
         }
-        if (IPAddress.TryParse(Host, out IPAddress? ip))
+        if (IPText.TryParse(Host!, out IPAddress? ip))
         {
             return [SockAddr.FromIP(ip, Port)];
         }

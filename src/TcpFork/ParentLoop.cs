@@ -162,7 +162,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 break;
             case Interop.SIGHUP:
                 ReloadRules();
-                _log.Write($"stats: connections {_n->Served} active {_children.Count} allocated {Allocated} gc {GC.CollectionCount(0)}");
+                _log.Write($"stats: connections {_n->Served} active {_children.Count} allocated {Allocated} gc {GC.CollectionCount(0)} peers-evicted {_policy.Peers.Evicted} peers-refused {_policy.Peers.Refused}");
                 break;
         }
     }
@@ -266,6 +266,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             }
         }
         Interop.Close(fd);
+        if (verdict == Verdict.DenyTableFull)
+        {
+            _log.Write($"warning: per-IP table: every slot of this client's bucket has open connections; refused {c.Peer} ({_policy.Peers.Refused} so far)");
+        }
         if (_log.IsNormal)
         {
             ReadOnlySpan<byte> reason = verdict switch
@@ -273,6 +277,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 Verdict.DenyPerIp => "max-per-ip"u8,
                 Verdict.DenyRate => "rate"u8,
                 Verdict.DenyVerify => "verify"u8,
+                Verdict.DenyTableFull => "table-full"u8,
                 _ => "rule"u8,
             };
             LogConnection("deny"u8, 0, c, reason);

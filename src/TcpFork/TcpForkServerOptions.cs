@@ -58,6 +58,13 @@ public sealed class TcpForkServerOptions
     /// <summary>Sent (with CR LF) to a client refused by <see cref="MaxPerIp"/> before it is closed. Defaults to null (nothing).</summary>
     public string? MaxPerIpMessage { get; set; }
 
+    /// <summary>
+    /// How many leading bits of an IPv6 client's address <see cref="MaxPerIp"/> and <see cref="Rate"/> count
+    /// it under: one host usually holds a whole /64, so per-/128 limits are no limit. 0 to 128; IPv4
+    /// clients are always counted per address, and rules always see the whole address. Defaults to 64.
+    /// </summary>
+    public int Ipv6Prefix { get; set; } = 64;
+
     /// <summary>New connections allowed per IP per period; over it a connection is refused and logged. Defaults to null (no limit).</summary>
     public RateLimit? Rate { get; set; }
 
@@ -97,6 +104,8 @@ public sealed class TcpForkServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(KillGrace, TimeSpan.Zero, nameof(KillGrace));
         ArgumentOutOfRangeException.ThrowIfLessThan(ErrorBackoff, TimeSpan.Zero, nameof(ErrorBackoff));
         ArgumentOutOfRangeException.ThrowIfNegative(MaxPerIp, nameof(MaxPerIp));
+        ArgumentOutOfRangeException.ThrowIfNegative(Ipv6Prefix, nameof(Ipv6Prefix));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(Ipv6Prefix, 128, nameof(Ipv6Prefix));
         if (IdleTimeout is { } idle && idle <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(IdleTimeout), idle, "must be positive");

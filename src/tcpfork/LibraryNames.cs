@@ -18,6 +18,7 @@ internal static class LibraryNames
         ("TcpForkServerOptions.Limits.Processes", "--limit-nproc"),
         ("TcpForkServerOptions.MaxPerIpMessage", "--max-per-ip-message"),
         ("TcpForkServerOptions.MaxConnections", "--max-connections"),
+        ("TcpForkServerOptions.Ipv6Prefix", "--ipv6-prefix"),
         ("TcpForkServerOptions.DrainTimeout", "--drain-timeout"),
         ("TcpForkServerOptions.IdleTimeout", "--idle-timeout"),
         ("TcpForkServerOptions.MaxLifetime", "--max-lifetime"),

@@ -68,6 +68,8 @@ internal sealed class ServerOptionsBinder
 
     private readonly Option<int> _maxPerIp = Ranged("--max-per-ip", "Most connections at once from one IP (0: no limit).", 0, 0, 1_000_000);
 
+    private readonly Option<int> _ipv6Prefix = Ranged("--ipv6-prefix", "Leading bits of an IPv6 client's address that --max-per-ip and --rate count it under (IPv4: per address).", 64, 0, 128);
+
     private readonly Option<string?> _maxPerIpMessage = new("--max-per-ip-message")
     {
         Description = "Line sent to a client refused by --max-per-ip before it is closed.",
@@ -100,7 +102,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_maxConnections);
         command.Options.Add(_backlog);
         command.Options.Add(_drainTimeout);
-        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group })
+        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group })
         {
             command.Options.Add(o);
         }
@@ -142,6 +144,7 @@ internal sealed class ServerOptionsBinder
         o.MaxPerIp = r.GetValue(_maxPerIp);
         o.MaxPerIpMessage = r.GetValue(_maxPerIpMessage);
         o.Rate = r.GetValue(_rate);
+        o.Ipv6Prefix = r.GetValue(_ipv6Prefix);
         o.IdleTimeout = r.GetValue(_idleTimeout) is double idle ? TimeSpan.FromSeconds(idle) : null;
         o.MaxLifetime = r.GetValue(_maxLifetime) is double life ? TimeSpan.FromSeconds(life) : null;
         o.Limits.AddressSpace = r.GetValue(_limitAs);

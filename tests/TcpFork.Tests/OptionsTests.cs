@@ -19,6 +19,7 @@ public class OptionsTests
     [InlineData(nameof(TcpForkServerOptions.Backlog))]
     [InlineData(nameof(TcpForkServerOptions.DrainTimeout))]
     [InlineData(nameof(TcpForkServerOptions.MaxPerIp))]
+    [InlineData(nameof(TcpForkServerOptions.Ipv6Prefix))]
     [InlineData(nameof(TcpForkServerOptions.IdleTimeout))]
     [InlineData(nameof(TcpForkServerOptions.Mode))]
     [InlineData("OpenFiles")]
@@ -31,6 +32,7 @@ public class OptionsTests
             case nameof(o.Backlog): o.Backlog = 70000; break;
             case nameof(o.DrainTimeout): o.DrainTimeout = TimeSpan.FromSeconds(-1); break;
             case nameof(o.MaxPerIp): o.MaxPerIp = -1; break;
+            case nameof(o.Ipv6Prefix): o.Ipv6Prefix = 129; break;
             case nameof(o.IdleTimeout): o.IdleTimeout = TimeSpan.Zero; break;
             case nameof(o.Mode): o.Mode = (ProcessMode)42; break;
             default: o.Limits.OpenFiles = 0; break;
@@ -45,6 +47,7 @@ public class OptionsTests
         var o = new TcpForkServerOptions();
         o.Validate();
         Assert.Equal((1000, 1024, TimeSpan.FromSeconds(10), ProcessMode.Auto, LogLevel.Normal), (o.MaxConnections, o.Backlog, o.DrainTimeout, o.Mode, o.LogLevel));
+        Assert.Equal(64, o.Ipv6Prefix);
     }
 
     [Fact]
@@ -75,6 +78,13 @@ public class OptionsTests
     [InlineData("[::1]")]
     [InlineData(":80")]
     [InlineData("unix:")]
+    [InlineData("1.2.3:80")]
+    [InlineData("0177.0.0.1:80")]
+    [InlineData("0x7f.0.0.1:80")]
+    [InlineData("010.0.0.1:80")]
+    [InlineData("127.1:80")]
+    [InlineData("2130706433:80")]
+    [InlineData("[::ffff:0x7f.0.0.1]:80")]
     public void Bad_listen_addresses_are_FormatExceptions_that_quote_the_input(string text) =>
         Assert.Contains($"'{text}'", Assert.Throws<FormatException>(() => ListenAddress.Parse(text)).Message);
 

@@ -85,6 +85,9 @@ public class PolicyTests
     [InlineData("allow 10.0.0.0/8\n\ndeny 10.0.0.0/33\n", 3, "prefix length must be a number from 0 to 32")]
     [InlineData("# ok\npermit 1.2.3.4\n", 2, "expected 'allow NETWORK' or 'deny NETWORK'")]
     [InlineData("deny 1.2.3\n", 1, "'1.2.3' is not an IP address")]
+    [InlineData("allow ::1\ndeny 0177.0.0.1\n", 2, "'0177.0.0.1' is not an IP address")]
+    [InlineData("deny 0x7f.0.0.1/8\n", 1, "'0x7f.0.0.1/8' is not an IP address")]
+    [InlineData("deny 010.0.0.1\n", 1, "'010.0.0.1' is not an IP address")]
     public void A_rules_file_with_an_error_exits_2_naming_file_and_line(string content, int line, string reason)
     {
         string file = Path.GetTempFileName();
@@ -124,7 +127,7 @@ public class PolicyTests
     public async Task The_per_IP_table_makes_room_for_new_clients_when_it_fills()
     {
         // --max-connections 1 sizes the per-IP table at 64 slots; 80 source addresses overflow it unless
-        // the parent sweeps out peers whose rate window has passed.
+        // the parent evicts idle peers (PeerTable).
         using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q", "--max-connections", "1", "--rate", "5/0.2");
         async Task EchoFrom(string source)
         {
@@ -161,6 +164,86 @@ public class PolicyTests
             }
         }
         Assert.Equal(1, refused);
+    }
+
+    [Fact]
+    public async Task Rate_and_max_per_ip_still_hold_after_more_source_addresses_than_the_table_has_slots()
+    {
+        // --max-connections 4 sizes the per-IP table at its minimum; 300 source addresses inside one rate
+        // window used to fill it, and from then on every new address passed --rate and --max-per-ip.
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--max-connections", "4", "--rate", "1/60", "--max-per-ip", "1");
+        async Task<bool> Served(string source, Socket? keep = null)
+        {
+            Socket s = keep ?? new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                if (keep is null)
+                {
+                    s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
+                    await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
+                }
+                await s.SendAsync("x"u8.ToArray());
+                s.Shutdown(SocketShutdown.Send);
+                return (await Drain(s)).Length > 0;
+            }
+            finally
+            {
+                if (keep is null)
+                {
+                    s.Dispose();
+                }
+            }
+        }
+        for (int i = 0; i < 300; i++)
+        {
+            Assert.True(await Served($"127.0.{10 + (i / 200)}.{1 + (i % 200)}"));
+        }
+        // A new address: one connection held open, a second at once is over --max-per-ip and over --rate.
+        using var held = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        held.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.20.1"), 0));
+        await held.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
+        Assert.Equal("h"u8.ToArray(), await EchoClient.RoundTripAsync(held, "h"u8.ToArray()));
+        Assert.False(await Served("127.0.20.1"));
+        server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.20\.1::\d+ max-per-ip$");
+        int from = server.LogCount;
+        Assert.True(await Served("", held));
+        server.WaitForLog(@"^tcpfork: status: 0/4$", from: from);
+        // With the held connection gone, the address is still over its rate.
+        Assert.False(await Served("127.0.20.1"));
+        server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.20\.1::\d+ rate$");
+    }
+
+    [Fact]
+    public async Task An_IPv6_rule_outside_the_mapped_range_never_matches_IPv4_clients()
+    {
+        // --deny ::/0 refuses IPv6 clients only.
+        using (ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--deny", "::/0"))
+        {
+            Assert.Equal("v4"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Ports[0], "v4"u8.ToArray()));
+            using Socket v6 = EchoClient.Connect(server.Ports[1], AddressFamily.InterNetworkV6);
+            await v6.SendAsync("x"u8.ToArray());
+            Assert.Empty(await Drain(v6));
+            server.WaitForLog(@"^tcpfork: deny 0 :::1:\d+ :::1::\d+ rule$");
+        }
+        // --allow ::/0 admits IPv6 clients only: a later IPv4 deny still applies to IPv4 clients.
+        using (ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--allow", "::/0", "--deny", "0.0.0.0/0"))
+        {
+            using (Socket v6 = EchoClient.Connect(server.Ports[1], AddressFamily.InterNetworkV6))
+            {
+                Assert.Equal("v6"u8.ToArray(), await EchoClient.RoundTripAsync(v6, "v6"u8.ToArray()));
+            }
+            using Socket v4 = EchoClient.Connect(server.Ports[0]);
+            await v4.SendAsync("x"u8.ToArray());
+            Assert.Empty(await Drain(v4));
+            server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.0\.1::\d+ rule$");
+        }
+        // A rule written in the mapped range matches IPv4 clients.
+        using (ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--deny", "::ffff:127.0.0.0/104"))
+        {
+            using Socket v4 = EchoClient.Connect(server.Port);
+            await v4.SendAsync("x"u8.ToArray());
+            Assert.Empty(await Drain(v4));
+        }
     }
 
     [Theory]

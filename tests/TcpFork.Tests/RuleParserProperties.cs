@@ -78,4 +78,54 @@ public class RuleParserProperties
             }
         }, iter: 200);
     }
+
+    [Fact]
+    public void IPv4_is_accepted_only_as_a_canonical_dotted_quad()
+    {
+        // Each part rendered canonically, or (at least one part) as inet_aton would also read it:
+        // a leading zero (octal), hex, or the quad cut short.
+        Gen.Select(Gen.Byte.Array[4], Gen.Int[0, 3], Gen.Int[0, 4]).Sample((bytes, part, form) =>
+        {
+            string[] parts = [.. bytes.Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture))];
+            string text = form switch
+            {
+                0 => string.Join('.', parts),
+                1 => string.Join('.', parts.Select((p, i) => i == part ? "0" + p : p)),
+                2 => string.Join('.', parts.Select((p, i) => i == part ? $"0x{bytes[i]:x}" : p)),
+                3 => string.Join('.', parts.Take(1 + (part % 3))),
+                _ => $"{string.Join('.', parts)}.{bytes[part]}",
+            };
+            bool canonical = form == 0;
+            Assert.Equal(canonical, IPText.TryParse(text, out IPAddress? a));
+            if (canonical)
+            {
+                Assert.Equal(bytes, a!.GetAddressBytes());
+                AccessRule.Create(allow: false, text + "/" + part * 8);
+            }
+            else
+            {
+                Assert.Throws<FormatException>(() => AccessRule.Create(allow: false, text));
+                Assert.Throws<FormatException>(() => ListenAddress.Parse(text + ":80"));
+            }
+        }, iter: 20_000);
+    }
+
+    [Fact]
+    public void IPv4_clients_are_matched_only_by_rules_in_the_mapped_range()
+    {
+        Gen.Select(Gen.Byte.Array[16], Gen.Int[0, 128], Gen.Byte.Array[4]).Sample((netBytes, prefix, client) =>
+        {
+            if (netBytes[0] % 2 == 0) // half the networks in ::ffff:0:0/96, written that way
+            {
+                netBytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, .. netBytes[12..]];
+            }
+            AccessRule rule = AccessRule.Create(allow: true, $"{new IPAddress(netBytes)}/{prefix}");
+            bool inMappedRange = prefix >= 96 && AccessRule.IsMapped(netBytes);
+            bool expected = inMappedRange && InNetwork(netBytes, prefix, Key(client));
+            Assert.Equal(expected, rule.Matches(Key(client)));
+        }, iter: 20_000);
+        Assert.False(AccessRule.Create(false, "::/0").Matches(Key([127, 0, 0, 1])));
+        Assert.True(AccessRule.Create(false, "::/0").Matches(Key(IPAddress.IPv6Loopback.GetAddressBytes())));
+        Assert.True(AccessRule.Create(false, "::ffff:0:0/96").Matches(Key([127, 0, 0, 1])));
+    }
 }

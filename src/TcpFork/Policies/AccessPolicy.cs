@@ -8,12 +8,16 @@ internal enum Verdict
     DenyPerIp,
     DenyRate,
     DenyVerify,
+    DenyTableFull,
 }
 
 /// <summary>
 /// The checks the parent makes before it creates a child: allow/deny rules (first match wins, default
 /// allow), connections per IP, connection rate per IP. A refused connection is logged and closed; the
-/// service itself is never disabled. Allocation-free per connection.
+/// service itself is never disabled. Allocation-free per connection, and bounded work: one
+/// <see cref="PeerTable"/> lookup per accept (a bucket of 16 slots), one per start and one per end.
+/// Rules see the client's whole address; <c>--max-per-ip</c> and <c>--rate</c> count an IPv6 client under its
+/// <see cref="TcpForkServerOptions.Ipv6Prefix"/>-bit prefix.
 /// </summary>
 internal sealed class AccessPolicy
 {
@@ -25,7 +29,7 @@ internal sealed class AccessPolicy
     {
         _rules = [.. rules];
         _maxPerIp = options.MaxPerIp;
-        _peers = new PeerTable(options.MaxConnections, options.Rate, memory);
+        _peers = new PeerTable(options.MaxConnections, options.Rate, memory, options.Ipv6Prefix);
         Message = options.MaxPerIpMessage is null ? null : System.Text.Encoding.UTF8.GetBytes(options.MaxPerIpMessage + "\r\n");
     }
 
@@ -37,19 +41,22 @@ internal sealed class AccessPolicy
 
     public void ReplaceRules(IReadOnlyList<AccessRule> rules) => _rules = [.. rules];
 
+    /// <summary>The per-IP table (its counters go into the stats line).</summary>
+    internal PeerTable Peers => _peers;
+
     /// <summary>Decides on a new connection from <paramref name="peer"/>; on Allow also returns how many it has open, this one included.</summary>
     public Verdict Admit(in SockAddr peer, long nowMs, out int fromSameIp)
     {
         fromSameIp = 1;
-        if (!PeerTable.TryKey(peer, out UInt128 key))
+        if (!PeerTable.TryAddress(peer, out UInt128 address))
         {
             return Verdict.Allow; // unix sockets have no IP
         }
-        Span<byte> address = stackalloc byte[16];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(address, key);
+        Span<byte> bytes = stackalloc byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(bytes, address);
         foreach (AccessRule rule in _rules)
         {
-            if (rule.Matches(address))
+            if (rule.Matches(bytes))
             {
                 if (!rule.Allow)
                 {
@@ -59,12 +66,17 @@ internal sealed class AccessPolicy
                 break;
             }
         }
-        int open = _peers.Connections(key);
+        int slot = _peers.Slot(_peers.AccountKey(address), nowMs);
+        if (slot < 0)
+        {
+            return Verdict.DenyTableFull;
+        }
+        int open = _peers.ConnectionsAt(slot);
         if (_maxPerIp > 0 && open >= _maxPerIp)
         {
             return Verdict.DenyPerIp;
         }
-        if (!_peers.TryTakeToken(key, nowMs))
+        if (!_peers.TryTakeTokenAt(slot))
         {
             return Verdict.DenyRate;
         }
@@ -74,17 +86,17 @@ internal sealed class AccessPolicy
 
     public void Started(in SockAddr peer, long nowMs)
     {
-        if (PeerTable.TryKey(peer, out UInt128 key))
+        if (PeerTable.TryAddress(peer, out UInt128 address))
         {
-            _peers.AddConnection(key, nowMs);
+            _peers.AddConnection(_peers.AccountKey(address), nowMs);
         }
     }
 
     public void Ended(in SockAddr peer)
     {
-        if (PeerTable.TryKey(peer, out UInt128 key))
+        if (PeerTable.TryAddress(peer, out UInt128 address))
         {
-            _peers.RemoveConnection(key);
+            _peers.RemoveConnection(_peers.AccountKey(address));
         }
     }
 }

@@ -6,12 +6,17 @@ namespace TcpFork;
 
 /// <summary>
 /// One allow or deny rule for a network: <c>10.0.0.0/8</c>, <c>::1</c>, <c>2001:db8::/32</c>. A bare
-/// address is a host (/32 or /128). IPv4 rules also match IPv4-mapped IPv6 peers.
+/// address is a host (/32 or /128). IPv4 is accepted only as a canonical dotted quad (see <see cref="IPText"/>).
+/// IPv4 clients are matched as <c>::ffff:a.b.c.d</c>, but only by rules within that mapped range:
+/// IPv4 rules and IPv6 rules written inside <c>::ffff:0:0/96</c> (<c>::ffff:10.0.0.0/104</c>). Any other
+/// IPv6 rule — <c>::/0</c> included — matches IPv6 clients only, so <c>--deny ::/0</c> leaves IPv4 clients
+/// alone and <c>--allow ::/0</c> does not admit them past a later IPv4 rule.
 /// </summary>
 public sealed class AccessRule
 {
     private readonly byte[] _network; // 16 bytes: IPv4 as ::ffff:a.b.c.d
     private readonly int _bits;       // prefix length over those 16 bytes
+    private readonly bool _mapped;    // within ::ffff:0:0/96: matches IPv4 clients (and only them)
 
     private AccessRule(bool allow, byte[] network, int bits, string text)
     {
@@ -19,7 +24,12 @@ public sealed class AccessRule
         _network = network;
         _bits = bits;
         Text = text;
+        _mapped = bits >= 96 && IsMapped(network);
     }
+
+    /// <summary>True when the 16 bytes are an IPv4 address as <c>::ffff:a.b.c.d</c>.</summary>
+    internal static bool IsMapped(ReadOnlySpan<byte> address) =>
+        address[..10].IndexOfAnyExcept((byte)0) < 0 && address[10] == 0xff && address[11] == 0xff;
 
     /// <summary>True for allow, false for deny.</summary>
     public bool Allow { get; }
@@ -34,10 +44,9 @@ public sealed class AccessRule
         string text = cidr.Trim();
         int slash = text.IndexOf('/', StringComparison.Ordinal);
         string addressText = slash < 0 ? text : text[..slash];
-        if (!IPAddress.TryParse(addressText, out IPAddress? address) || addressText.Contains('%', StringComparison.Ordinal)
-            || (address.AddressFamily == AddressFamily.InterNetwork && addressText.Count(c => c == '.') != 3))
+        if (!IPText.TryParse(addressText, out IPAddress? address))
         {
-            throw new FormatException($"'{cidr}' is not an IP address or network (e.g. 10.0.0.0/8, ::1)");
+            throw new FormatException($"'{cidr}' is not an IP address or network (e.g. 10.0.0.0/8, ::1; IPv4 as four decimal numbers 0-255 without leading zeros)");
         }
         bool v4 = address.AddressFamily == AddressFamily.InterNetwork;
         int max = v4 ? 32 : 128;
@@ -70,6 +79,10 @@ public sealed class AccessRule
     /// <summary>True when <paramref name="address"/> (16 bytes, IPv4 mapped) is in this rule's network.</summary>
     internal bool Matches(ReadOnlySpan<byte> address)
     {
+        if (!_mapped && IsMapped(address))
+        {
+            return false; // an IPv4 client: only rules within ::ffff:0:0/96 apply to it
+        }
         int full = _bits / 8;
         if (!address[..full].SequenceEqual(_network.AsSpan(0, full)))
         {

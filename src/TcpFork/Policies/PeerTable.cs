@@ -1,54 +1,82 @@
+using System.Numerics;
+
 namespace TcpFork;
 
 /// <summary>
-/// Per-IP state for the policies: live connections and a token bucket for the rate limit. Open
-/// addressing over arrays sized at start, so a lookup never allocates; entries with no connection and
-/// a full bucket are swept out when the table fills.
+/// Per-IP state for the policies: live connections and a token bucket for the rate limit, keyed by the
+/// client's address (an IPv6 client by its <see cref="TcpForkServerOptions.Ipv6Prefix"/> prefix).
+/// <para>
+/// Arrays sized at start (8 × max-connections slots, at least 64) in parent-only memory, so nothing is
+/// allocated per connection. The slots form buckets of <see cref="BucketSize"/>; a key lives only in
+/// the bucket its hash picks, so a lookup reads at most <see cref="BucketSize"/> slots — bounded work per
+/// accept, never a scan of the table. The hash is SipHash-1-3 keyed with 128 bits from getrandom(2) drawn
+/// when the table is made (a secret per process), so a client cannot choose addresses that pile into
+/// one bucket.
+/// </para>
+/// <para>
+/// The table cannot fill up into failing open. A new key takes a free slot of its bucket; in a full
+/// bucket it evicts the entry with no open connection that was active least recently (its rate state is
+/// forgotten: at worst that address gets a full bucket again, which it could also get from a fresh address).
+/// An entry with open connections is never evicted. Only if every slot of the bucket has open connections
+/// (live entries are at most max-connections, one in 8 slots, spread by the secret hash: practically never)
+/// is the new client refused — fail closed, logged (<c>warning: per-IP table …</c>) and counted
+/// (<see cref="Refused"/>, in the SIGHUP <c>stats:</c> line).
+/// </para>
 /// </summary>
 internal sealed unsafe class PeerTable
 {
-    private const long Scale = 1000; // tokens in thousandths
+    /// <summary>Slots in one bucket: the most a lookup reads.</summary>
+    public const int BucketSize = 16;
+
     private readonly UInt128* _key;
     private readonly bool* _used;
     private readonly int* _connections;
-    private readonly long* _tokens;
-    private readonly long* _refilledAt;
-    private readonly int _mask;
-    private readonly int _size;
+    private readonly long* _tokens;    // units: one connection = _perMs units; each ms adds Count units (exact, no rounding)
+    private readonly long* _at;        // last activity (ms); also when _tokens was last brought up to date
+    private readonly int _bucketMask;
+    private readonly ulong _k0, _k1;
+    private readonly long _perMs;
+    private readonly long _count;
+    private readonly long _capacity;
+    private readonly bool _limited;
+    private readonly int _ipv6Prefix;
 
-    // Scratch for Sweep, allocated with the table (parent-only memory, not resident until used), so even
-    // the rare rebuild allocates nothing on the parent's thread (docs/fork-safety.md, invariant 3).
-    private readonly UInt128* _sweepKey;
-    private readonly int* _sweepConnections;
-    private readonly long* _sweepTokens;
-    private readonly long* _sweepRefilledAt;
-    private bool _sweeping;
-    private int _count;
-    private readonly RateLimit? _rate;
-
-    public PeerTable(int maxConnections, RateLimit? rate, ParentMemory memory)
+    public PeerTable(int maxConnections, RateLimit? rate, ParentMemory memory, int ipv6Prefix = 128)
     {
+        ArgumentNullException.ThrowIfNull(memory);
         int size = 64;
-        while (size < maxConnections * 4)
+        while (size < maxConnections * 8L)
         {
             size <<= 1;
         }
+        Size = size;
         _key = memory.Allocate<UInt128>(size);
         _used = memory.Allocate<bool>(size);
         _connections = memory.Allocate<int>(size);
         _tokens = memory.Allocate<long>(size);
-        _refilledAt = memory.Allocate<long>(size);
-        _sweepKey = memory.Allocate<UInt128>(size);
-        _sweepConnections = memory.Allocate<int>(size);
-        _sweepTokens = memory.Allocate<long>(size);
-        _sweepRefilledAt = memory.Allocate<long>(size);
-        _size = size;
-        _mask = size - 1;
-        _rate = rate;
+        _at = memory.Allocate<long>(size);
+        _bucketMask = (size / BucketSize) - 1;
+        Span<ulong> seed = stackalloc ulong[2];
+        Interop.FillRandom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(seed));
+        (_k0, _k1) = (seed[0], seed[1]);
+        _limited = rate is not null;
+        _perMs = rate is null ? 1 : Math.Max(1, (long)rate.Per.TotalMilliseconds);
+        _count = rate?.Count ?? 0;
+        _capacity = _count * _perMs; // Count ≤ int.MaxValue, Per ≤ 86,400,000 ms: fits
+        _ipv6Prefix = ipv6Prefix;
     }
 
-    /// <summary>The IP as a 16-byte key (IPv4 mapped into IPv6), or false for a unix socket.</summary>
-    public static bool TryKey(in SockAddr peer, out UInt128 key)
+    /// <summary>Slots in the table.</summary>
+    public int Size { get; }
+
+    /// <summary>Entries evicted to make room (none of them with an open connection).</summary>
+    public long Evicted { get; private set; }
+
+    /// <summary>New clients refused because every slot of their bucket had open connections (fail closed).</summary>
+    public long Refused { get; private set; }
+
+    /// <summary>The IP as a 16-byte address (IPv4 as <c>::ffff:a.b.c.d</c>), or false for a unix socket.</summary>
+    public static bool TryAddress(in SockAddr peer, out UInt128 address)
     {
         Span<byte> b = stackalloc byte[16];
         ReadOnlySpan<byte> a = peer.AddressBytes;
@@ -64,47 +92,100 @@ internal sealed unsafe class PeerTable
         }
         else
         {
-            key = default;
+            address = default;
             return false;
         }
-        key = System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(b);
+        address = System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(b);
         return true;
     }
 
-    public int Connections(UInt128 key)
+    /// <summary>The key the policies count under: an IPv4 address as is, an IPv6 address cut to its prefix.</summary>
+    public UInt128 AccountKey(UInt128 address)
     {
-        int slot = Find(key, insert: false, 0);
-        return slot < 0 ? 0 : _connections[slot];
+        if (address >> 32 == 0xffff || _ipv6Prefix >= 128)
+        {
+            return address; // IPv4 (mapped) or per /128
+        }
+        return _ipv6Prefix == 0 ? UInt128.Zero : address & ~(UInt128.MaxValue >> _ipv6Prefix);
     }
 
-    /// <summary>Takes one token from the key's bucket; false when the rate is exceeded.</summary>
-    public bool TryTakeToken(UInt128 key, long nowMs)
+    /// <summary>The bucket <paramref name="key"/> lives in (for tests).</summary>
+    internal int Bucket(UInt128 key) => (int)(Hash(key) & (ulong)_bucketMask);
+
+    /// <summary>The key's slot, made if need be (evicting an idle entry); -1 when its bucket is all open connections.</summary>
+    public int Slot(UInt128 key, long nowMs)
     {
-        if (_rate is null)
+        int first = Bucket(key) * BucketSize;
+        int free = -1, victim = -1;
+        for (int i = first; i < first + BucketSize; i++)
+        {
+            if (!_used[i])
+            {
+                free = free < 0 ? i : free;
+            }
+            else if (_key[i] == key)
+            {
+                Refill(i, nowMs);
+                return i;
+            }
+            else if (_connections[i] == 0 && (victim < 0 || _at[i] < _at[victim]))
+            {
+                victim = i;
+            }
+        }
+        int slot = free >= 0 ? free : victim;
+        if (slot < 0)
+        {
+            Refused++;
+            return -1;
+        }
+        if (free < 0)
+        {
+            Evicted++;
+        }
+        _used[slot] = true;
+        _key[slot] = key;
+        _connections[slot] = 0;
+        _tokens[slot] = _capacity;
+        _at[slot] = nowMs;
+        return slot;
+    }
+
+    /// <summary>Open connections at a slot.</summary>
+    public int ConnectionsAt(int slot) => _connections[slot];
+
+    /// <summary>Takes one token at a slot; false when the rate is exceeded.</summary>
+    public bool TryTakeTokenAt(int slot)
+    {
+        if (!_limited)
         {
             return true;
         }
-        int slot = Find(key, insert: true, nowMs);
-        if (slot < 0)
-        {
-            return true; // table full of live peers: fail open rather than refuse service
-        }
-        long capacity = _rate.Count * Scale;
-        long perMs = (long)_rate.Per.TotalMilliseconds;
-        long refill = (nowMs - _refilledAt[slot]) * capacity / Math.Max(1, perMs);
-        _tokens[slot] = Math.Min(capacity, _tokens[slot] + refill);
-        _refilledAt[slot] = nowMs;
-        if (_tokens[slot] < Scale)
+        if (_tokens[slot] < _perMs)
         {
             return false;
         }
-        _tokens[slot] -= Scale;
+        _tokens[slot] -= _perMs;
         return true;
+    }
+
+    /// <summary>Open connections under <paramref name="key"/> (0 when it has no entry).</summary>
+    public int Connections(UInt128 key)
+    {
+        int slot = Lookup(key);
+        return slot < 0 ? 0 : _connections[slot];
+    }
+
+    /// <summary>Takes one token from the key's bucket; false when the rate is exceeded or there is no room (fail closed).</summary>
+    public bool TryTakeToken(UInt128 key, long nowMs)
+    {
+        int slot = Slot(key, nowMs);
+        return slot >= 0 && TryTakeTokenAt(slot);
     }
 
     public void AddConnection(UInt128 key, long nowMs)
     {
-        int slot = Find(key, insert: true, nowMs);
+        int slot = Slot(key, nowMs);
         if (slot >= 0)
         {
             _connections[slot]++;
@@ -113,37 +194,19 @@ internal sealed unsafe class PeerTable
 
     public void RemoveConnection(UInt128 key)
     {
-        int slot = Find(key, insert: false, 0);
+        int slot = Lookup(key);
         if (slot >= 0 && _connections[slot] > 0)
         {
             _connections[slot]--;
         }
     }
 
-    private int Find(UInt128 key, bool insert, long nowMs)
+    private int Lookup(UInt128 key)
     {
-        int start = (int)((ulong)(key ^ (key >> 64)) * 0x9E3779B97F4A7C15UL >> 40) & _mask;
-        for (int i = start, n = 0; n <= _mask; i = (i + 1) & _mask, n++)
+        int first = Bucket(key) * BucketSize;
+        for (int i = first; i < first + BucketSize; i++)
         {
-            if (!_used[i])
-            {
-                if (!insert)
-                {
-                    return -1;
-                }
-                if (!_sweeping && _count * 4 >= _size * 3 && Sweep(nowMs))
-                {
-                    return Find(key, insert, nowMs);
-                }
-                _used[i] = true;
-                _key[i] = key;
-                _connections[i] = 0;
-                _tokens[i] = (_rate?.Count ?? 0) * Scale;
-                _refilledAt[i] = nowMs;
-                _count++;
-                return i;
-            }
-            if (_key[i] == key)
+            if (_used[i] && _key[i] == key)
             {
                 return i;
             }
@@ -151,38 +214,48 @@ internal sealed unsafe class PeerTable
         return -1;
     }
 
-    /// <summary>Rebuilds the table without idle peers whose bucket has refilled; true if it freed any.</summary>
-    private bool Sweep(long nowMs)
+    /// <summary>
+    /// Brings the bucket up to <paramref name="nowMs"/>: each ms adds Count units and a connection costs
+    /// Per-in-ms units, so the refill is exact — a client retrying faster than one token's worth of time
+    /// still accumulates its share (the clock never skips a remainder).
+    /// </summary>
+    private void Refill(int slot, long nowMs)
     {
-        long window = _rate is null ? 0 : (long)_rate.Per.TotalMilliseconds;
-        int kept = 0;
-        for (int i = 0; i < _size; i++)
+        long elapsed = nowMs - _at[slot];
+        if (elapsed > 0)
         {
-            if (_used[i] && (_connections[i] > 0 || nowMs - _refilledAt[i] < window))
-            {
-                _sweepKey[kept] = _key[i];
-                _sweepConnections[kept] = _connections[i];
-                _sweepTokens[kept] = _tokens[i];
-                _sweepRefilledAt[kept] = _refilledAt[i];
-                kept++;
-            }
+            _tokens[slot] = elapsed >= _perMs ? _capacity : Math.Min(_capacity, _tokens[slot] + (elapsed * _count));
+            _at[slot] = nowMs;
         }
-        if (kept == _count)
+    }
+
+    /// <summary>SipHash-1-3 of the 16-byte key under the table's secret seed.</summary>
+    private ulong Hash(UInt128 key)
+    {
+        ulong v0 = _k0 ^ 0x736f6d6570736575UL, v1 = _k1 ^ 0x646f72616e646f6dUL;
+        ulong v2 = _k0 ^ 0x6c7967656e657261UL, v3 = _k1 ^ 0x7465646279746573UL;
+        Compress((ulong)key, ref v0, ref v1, ref v2, ref v3);
+        Compress((ulong)(key >> 64), ref v0, ref v1, ref v2, ref v3);
+        Compress(16UL << 56, ref v0, ref v1, ref v2, ref v3);
+        v2 ^= 0xff;
+        Round(ref v0, ref v1, ref v2, ref v3);
+        Round(ref v0, ref v1, ref v2, ref v3);
+        Round(ref v0, ref v1, ref v2, ref v3);
+        return v0 ^ v1 ^ v2 ^ v3;
+
+        static void Compress(ulong m, ref ulong v0, ref ulong v1, ref ulong v2, ref ulong v3)
         {
-            return false;
+            v3 ^= m;
+            Round(ref v0, ref v1, ref v2, ref v3);
+            v0 ^= m;
         }
-        // Put the survivors back at their probe positions in the emptied table (no nested sweep meanwhile).
-        new Span<bool>(_used, _size).Clear();
-        _count = 0;
-        _sweeping = true;
-        for (int k = 0; k < kept; k++)
+
+        static void Round(ref ulong v0, ref ulong v1, ref ulong v2, ref ulong v3)
         {
-            int slot = Find(_sweepKey[k], insert: true, nowMs);
-            _connections[slot] = _sweepConnections[k];
-            _tokens[slot] = _sweepTokens[k];
-            _refilledAt[slot] = _sweepRefilledAt[k];
+            v0 += v1; v1 = BitOperations.RotateLeft(v1, 13); v1 ^= v0; v0 = BitOperations.RotateLeft(v0, 32);
+            v2 += v3; v3 = BitOperations.RotateLeft(v3, 16); v3 ^= v2;
+            v0 += v3; v3 = BitOperations.RotateLeft(v3, 21); v3 ^= v0;
+            v2 += v1; v1 = BitOperations.RotateLeft(v1, 17); v1 ^= v2; v2 = BitOperations.RotateLeft(v2, 32);
         }
-        _sweeping = false;
-        return true;
     }
 }
