@@ -551,12 +551,19 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     private bool _stopRepeated;
 
-    /// <summary>Accepts and launches every connection waiting in the listeners' queues, as far as the table has room.</summary>
+    /// <summary>
+    /// Accepts and launches the connections waiting in the listeners' queues at this moment, as far as
+    /// the table has room. Only those: under load, clients keep completing handshakes, and accepting
+    /// "until the queue is empty" would not end. A TCP listener reports its queue's length (TCP_INFO);
+    /// a unix one does not, so there it is at most one backlog's worth.
+    /// </summary>
     private void AcceptQueued()
     {
         foreach (Listener listener in _listeners)
         {
-            while (!_children.IsFull)
+            int queued = Interop.AcceptQueueLength(listener.Fd.Fd);
+            int limit = queued >= 0 ? queued : _options.Backlog;
+            for (int i = 0; i < limit && !_children.IsFull; i++)
             {
                 SockAddr peer = default;
                 int len = SockAddr.Capacity;

@@ -58,7 +58,7 @@ internal static unsafe partial class Interop
 {
     internal const int IPPROTO_TCP = 6, TCP_INFO = 11;
     internal const int TcpInfoSize = 232;
-    internal const int TcpInfoLastDataSent = 44, TcpInfoLastDataRecv = 52;
+    internal const int TcpInfoUnacked = 24, TcpInfoLastDataSent = 44, TcpInfoLastDataRecv = 52;
     internal const int MSG_DONTWAIT = 0x40;
 
     [LibraryImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
@@ -74,6 +74,21 @@ internal static unsafe partial class Interop
             return -1;
         }
         return Math.Min(*(uint*)(info + TcpInfoLastDataSent), *(uint*)(info + TcpInfoLastDataRecv));
+    }
+
+    /// <summary>
+    /// How many completed connections wait in a listener's accept queue (TCP_INFO's tcpi_unacked, which
+    /// a listening socket reports as its backlog count), or -1.
+    /// </summary>
+    internal static int AcceptQueueLength(int listener)
+    {
+        byte* info = stackalloc byte[TcpInfoSize];
+        int len = TcpInfoSize;
+        if (GetSockOpt(listener, IPPROTO_TCP, TCP_INFO, info, &len) < 0 || len < TcpInfoUnacked + 4)
+        {
+            return -1;
+        }
+        return (int)*(uint*)(info + TcpInfoUnacked);
     }
 
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
