@@ -98,6 +98,56 @@ public class ExecTests
         Assert.Equal("hi there|none", lines[^1]);
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public async Task Env_replaces_a_variable_tcpfork_inherited_and_getenv_sees_the_given_value(Flavor flavor, bool throughChild)
+    {
+        using ServerProcess server = ServerProcess.StartExec(flavor, new Dictionary<string, string> { ["GREETING"] = "inherited" },
+            [.. Via(throughChild), "--env", "GREETING=first", "--env", "GREETING=given"],
+            "env"); // env(1) prints environ as the program got it (a shell would tidy duplicates away)
+        string[] lines = (await ReadAllText(server.Port)).Split('\n');
+        Assert.Equal(["GREETING=given"], lines.Where(l => l.StartsWith("GREETING=", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [InlineData("TCPREMOTEIP=10.9.8.7")]
+    [InlineData("PROTO=UNIX")]
+    [InlineData("TCPLOCALHOST=spoofed")]
+    [InlineData("TCP6REMOTEPORT=1")]
+    [InlineData("TCPCONNNUM=0")]
+    [InlineData("TCPREMOTEINFO=root")]
+    public void Env_of_a_UCSPI_variable_is_refused_with_exit_2_and_one_line(string entry)
+    {
+        (int code, string stdout, string stderr) = Run.Command(TimeSpan.FromSeconds(15), Binaries.AotBinary, "exec", "--env", entry, "--", "cat");
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("tcpfork: usage: --env '" + entry[..entry.IndexOf('=', StringComparison.Ordinal)] + "' is a UCSPI variable", line);
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public async Task A_long_local_name_reaches_the_program_and_the_parent_serves_on(Flavor flavor, bool throughChild)
+    {
+        string name = new('n', 5000); // the UCSPI buffer was 1 KiB: the parent aborted at the first connection
+        using ServerProcess server = ServerProcess.StartExec(flavor, [.. Via(throughChild), "--local-name", name],
+            "sh", "-c", "echo ${#TCPLOCALHOST} ${#TCP6LOCALHOST}");
+        Assert.Equal("5000 5000\n", await ReadAllText(server.Port));
+        Assert.Equal("5000 5000\n", await ReadAllText(server.Port));
+        Assert.False(server.HasExited);
+    }
+
+    [Fact]
+    public void A_local_name_too_long_for_an_environment_entry_is_refused_at_start()
+    {
+        // 131058 bytes fit in an argument (MAX_ARG_STRLEN is 131072 with the NUL) but not in TCP6LOCALHOST=NAME:
+        // every exec would fail with E2BIG. (An --env entry fits wherever its argument did.)
+        (int code, _, string stderr) = Run.Command(TimeSpan.FromSeconds(15), Binaries.AotBinary, "exec", "--local-name", new string('n', 131058), "--", "cat");
+        Assert.Equal(2, code);
+        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("tcpfork: usage: --local-name: the local name is 131058 bytes; at most 131057 fit in an environment variable (see 'tcpfork --help')", line);
+    }
+
     [SkippableTheory]
     [InlineData(Flavor.AotFork)]
     [InlineData(Flavor.AotSpawn)]
