@@ -148,6 +148,45 @@ public class ExecTests
         Assert.Equal("tcpfork: usage: --local-name: the local name is 131058 bytes; at most 131057 fit in an environment variable (see 'tcpfork --help')", line);
     }
 
+    /// <summary>exec (posix_spawnp of the program), fork (a tcpfork child execs it) and spawn (a spawned tcpfork child execs it).</summary>
+    public static TheoryData<Flavor, bool> ModesOfLaunch() => new()
+    {
+        { Flavor.AotFork, false }, { Flavor.AotFork, true }, { Flavor.AotSpawn, true }, { Flavor.JitSpawn, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(ModesOfLaunch))]
+    public async Task A_grandchild_holding_the_connection_ends_with_the_child_at_max_lifetime(Flavor flavor, bool throughChild)
+    {
+        // The shell ignores SIGTERM and so does the cat it starts (an ignored signal stays ignored across fork
+        // and exec); the inner shell prints its pid, which cat keeps. Signalling the child alone, SIGKILL
+        // took the outer shell and left cat holding the connection, an orphan.
+        using ServerProcess server = ServerProcess.StartExec(flavor, [.. Via(throughChild), "--max-lifetime", "1"],
+            "sh", "-c", "trap '' TERM; sh -c 'echo $$; exec cat'; :");
+        using Socket s = EchoClient.Connect(server.Port);
+        using var reader = new StreamReader(new NetworkStream(s, ownsSocket: false));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        int grandchild = int.Parse((await reader.ReadLineAsync(deadline.Token))!, System.Globalization.CultureInfo.InvariantCulture);
+        int pidFd = Native.PidFd(grandchild);
+        try
+        {
+            // SIGTERM at 1 s (ignored), SIGKILL 2 s later: to the group, so cat goes with the shell and the client sees EOF.
+            Assert.Null(await reader.ReadLineAsync(deadline.Token));
+            server.WaitForLog(@"^tcpfork: timeout: \d+ ignored SIGTERM; sent SIGKILL$");
+            server.WaitForLog(@"^tcpfork: end \d+ signal SIGKILL$");
+            Assert.True(pidFd < 0 || Native.WaitForExit(pidFd, TimeSpan.FromSeconds(10)), $"the grandchild {grandchild} outlived its connection");
+            pidFd = -1;
+            Assert.False(Native.IsAlive(grandchild));
+        }
+        finally
+        {
+            if (pidFd >= 0 && Native.IsAlive(grandchild))
+            {
+                Native.Kill(grandchild, Native.SIGKILL); // before the fix: leave no orphan behind
+            }
+        }
+    }
+
     [SkippableTheory]
     [InlineData(Flavor.AotFork)]
     [InlineData(Flavor.AotSpawn)]
