@@ -154,7 +154,7 @@ public sealed class TcpForkServer
         {
             foreach (SockAddr a in resolved)
             {
-                listeners.Add(Listener.Open(a, _options.Backlog));
+                listeners.Add(Listener.Open(a, _options));
             }
         }
         catch

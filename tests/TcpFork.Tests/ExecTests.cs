@@ -148,6 +148,27 @@ public class ExecTests
         Assert.Equal("tcpfork: usage: --local-name: the local name is 131058 bytes; at most 131057 fit in an environment variable (see 'tcpfork --help')", line);
     }
 
+    private const string KeepAliveProbe =
+        "import socket; s = socket.socket(fileno=0); T = socket.IPPROTO_TCP; " +
+        "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), s.getsockopt(T, socket.TCP_KEEPIDLE), s.getsockopt(T, socket.TCP_KEEPINTVL), s.getsockopt(T, socket.TCP_KEEPCNT)); s.detach()";
+
+    [SkippableTheory]
+    [InlineData(Flavor.AotFork, "127.0.0.1:0", null, "1 60 15 4")]
+    [InlineData(Flavor.AotFork, "[::1]:0", null, "1 60 15 4")]
+    [InlineData(Flavor.AotFork, "127.0.0.1:0", "30,5,3", "1 30 5 3")]
+    [InlineData(Flavor.JitSpawn, "127.0.0.1:0", "7,2,9", "1 7 2 9")]
+    [InlineData(Flavor.AotSpawn, "127.0.0.1:0", "off", "0 ")]
+    public async Task An_accepted_connection_has_keepalive_from_the_listener_on_by_default_and_tunable(Flavor flavor, string listen, string? keepalive, string expected)
+    {
+        // Read by the program from its own descriptor 0, the server's side of the connection: the values were set
+        // only on the listening socket, and Linux copied them into the accepted one.
+        Skip.If(Run.Which("python3") is null, "python3 not found");
+        string[] extra = keepalive is null ? ["--listen", listen] : ["--listen", listen, "--keepalive", keepalive];
+        using ServerProcess server = ServerProcess.StartExec(flavor, extra, "python3", "-c", KeepAliveProbe);
+        string got = await ReadAllText(server.Port, "", listen.StartsWith('[') ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork);
+        Assert.StartsWith(expected, got);
+    }
+
     /// <summary>exec (posix_spawnp of the program), fork (a tcpfork child execs it) and spawn (a spawned tcpfork child execs it).</summary>
     public static TheoryData<Flavor, bool> ModesOfLaunch() => new()
     {

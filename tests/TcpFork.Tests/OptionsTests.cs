@@ -21,6 +21,9 @@ public class OptionsTests
     [InlineData(nameof(TcpForkServerOptions.MaxPerIp))]
     [InlineData(nameof(TcpForkServerOptions.IdleTimeout))]
     [InlineData(nameof(TcpForkServerOptions.Mode))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveIdle))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveInterval))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveCount))]
     [InlineData("OpenFiles")]
     public void Validate_names_the_option_out_of_range(string name)
     {
@@ -33,6 +36,9 @@ public class OptionsTests
             case nameof(o.MaxPerIp): o.MaxPerIp = -1; break;
             case nameof(o.IdleTimeout): o.IdleTimeout = TimeSpan.Zero; break;
             case nameof(o.Mode): o.Mode = (ProcessMode)42; break;
+            case nameof(o.KeepAliveIdle): o.KeepAliveIdle = TimeSpan.FromMilliseconds(1500); break;
+            case nameof(o.KeepAliveInterval): o.KeepAliveInterval = TimeSpan.FromSeconds(32768); break;
+            case nameof(o.KeepAliveCount): o.KeepAliveCount = 128; break;
             default: o.Limits.OpenFiles = 0; break;
         }
         ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(o.Validate);
@@ -45,6 +51,7 @@ public class OptionsTests
         var o = new TcpForkServerOptions();
         o.Validate();
         Assert.Equal((1000, 1024, TimeSpan.FromSeconds(10), ProcessMode.Auto, LogLevel.Normal), (o.MaxConnections, o.Backlog, o.DrainTimeout, o.Mode, o.LogLevel));
+        Assert.Equal((true, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(15), 4), (o.KeepAlive, o.KeepAliveIdle, o.KeepAliveInterval, o.KeepAliveCount));
     }
 
     [Fact]
