@@ -83,7 +83,7 @@ internal sealed unsafe class ChildTable
     }
 
     /// <summary>Removes <paramref name="pid"/>; false if it is not one of ours.</summary>
-    public bool Remove(int pid, out SockAddr peer, out int fd, out long startedMs)
+    public bool Remove(int pid, out SockAddr peer, out int fd, out long startedMs, out bool signalled)
     {
         int i = Hash(pid);
         while (_mapPid[i] != pid)
@@ -93,6 +93,7 @@ internal sealed unsafe class ChildTable
                 peer = default;
                 fd = -1;
                 startedMs = 0;
+                signalled = false;
                 return false;
             }
             i = (i + 1) & _mapMask;
@@ -108,6 +109,7 @@ internal sealed unsafe class ChildTable
             _fds[slot] = -1;
         }
         startedMs = s->Started;
+        signalled = s->SignalledAt != 0;
         s->Pid = 0;
         _free[FreeCount++] = slot;
         _counts[0]--;
@@ -144,14 +146,14 @@ internal sealed unsafe class ChildTable
     /// <summary>When the parent sent this child SIGTERM for a timeout (0: never; -1: SIGKILL sent too).</summary>
     public ref long SignalledAt(int slot) => ref _slots[slot].SignalledAt;
 
-    /// <summary>Sends <paramref name="signal"/> to every child; returns how many were signalled.</summary>
+    /// <summary>Sends <paramref name="signal"/> to every child's process group; returns how many were signalled.</summary>
     public int SignalAll(int signal)
     {
         int n = 0;
         for (int slot = 0; slot < Capacity; slot++)
         {
             int pid = _slots[slot].Pid;
-            if (pid > 0 && Interop.Kill(pid, signal) == 0)
+            if (pid > 0 && Interop.KillGroup(pid, signal) == 0)
             {
                 n++;
             }

@@ -20,8 +20,13 @@ internal sealed unsafe class Listener : IDisposable
     /// <summary>The bound address, with the port the kernel chose for port 0.</summary>
     public SockAddr Address { get; }
 
-    /// <summary>Binds and listens; throws <see cref="BindException"/> naming the address on failure.</summary>
-    public static Listener Open(SockAddr address, int backlog)
+    /// <summary>
+    /// Binds and listens; throws <see cref="BindException"/> naming the address on failure. With
+    /// <paramref name="options"/>' keepalive on, a TCP listener gets SO_KEEPALIVE and the TCP_KEEP*
+    /// timings, which Linux copies into every connection it accepts (the keepalive timer starts at the
+    /// handshake): the accept path does no system call for them.
+    /// </summary>
+    public static Listener Open(SockAddr address, TcpForkServerOptions options)
     {
         int fd = Interop.Socket(address.Family, Interop.SOCK_STREAM | Interop.SOCK_NONBLOCK | Interop.SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -41,12 +46,23 @@ internal sealed unsafe class Listener : IDisposable
                 // [::]:p and 0.0.0.0:p can then be listened on side by side, as with tcpserver.
                 Interop.SetSockOpt(fd, Interop.IPPROTO_IPV6, Interop.IPV6_V6ONLY, &one, sizeof(int));
             }
+            if (!address.IsUnix && options.KeepAlive)
+            {
+                int idle = (int)options.KeepAliveIdle.TotalSeconds, interval = (int)options.KeepAliveInterval.TotalSeconds, count = options.KeepAliveCount;
+                if (Interop.SetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_KEEPALIVE, &one, sizeof(int)) < 0
+                    || Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPIDLE, &idle, sizeof(int)) < 0
+                    || Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPINTVL, &interval, sizeof(int)) < 0
+                    || Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPCNT, &count, sizeof(int)) < 0)
+                {
+                    throw new BindException(address, Interop.Error("setsockopt keepalive"));
+                }
+            }
             SockAddr a = address;
             if (Interop.Bind(fd, &a, a.Length) < 0)
             {
                 throw new BindException(address, Interop.Error("bind"));
             }
-            if (Interop.Listen(fd, backlog) < 0)
+            if (Interop.Listen(fd, options.Backlog) < 0)
             {
                 throw new BindException(address, Interop.Error("listen"));
             }

@@ -396,7 +396,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
-    /// <summary>Idle timeout and lifetime: SIGTERM once, SIGKILL after the grace period.</summary>
+    /// <summary>Idle timeout and lifetime: SIGTERM once, SIGKILL after the grace period, each to the child's whole process group.</summary>
     private void CheckTimeouts(long now)
     {
         long idleMs = _options.IdleTimeout is { } idle ? (long)idle.TotalMilliseconds : long.MaxValue;
@@ -414,7 +414,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             {
                 if (now - signalled >= graceMs && signalled > 0)
                 {
-                    Interop.Kill(pid, Interop.SIGKILL);
+                    Interop.KillGroup(pid, Interop.SIGKILL);
                     signalled = -1;
                     _log.Write($"timeout: {pid} ignored SIGTERM; sent SIGKILL");
                 }
@@ -425,13 +425,13 @@ internal sealed unsafe class ParentLoop : IDisposable
             long quiet = fd >= 0 && idleMs != long.MaxValue ? Interop.IdleMilliseconds(fd) : -1;
             if (age >= lifeMs)
             {
-                Interop.Kill(pid, Interop.SIGTERM);
+                Interop.KillGroup(pid, Interop.SIGTERM);
                 signalled = now;
                 _log.Write($"timeout: {pid} lifetime {age / 1000.0:0.#} s; sent SIGTERM");
             }
             else if (quiet >= idleMs && age >= idleMs)
             {
-                Interop.Kill(pid, Interop.SIGTERM);
+                Interop.KillGroup(pid, Interop.SIGTERM);
                 signalled = now;
                 _log.Write($"timeout: {pid} idle {quiet / 1000.0:0.#} s; sent SIGTERM");
             }
@@ -443,9 +443,15 @@ internal sealed unsafe class ParentLoop : IDisposable
         int status, pid;
         while ((pid = Interop.WaitPid(-1, &status, Interop.WNOHANG)) > 0)
         {
-            if (!_children.Remove(pid, out SockAddr peer, out int fd, out long started))
+            if (!_children.Remove(pid, out SockAddr peer, out int fd, out long started, out bool signalled))
             {
                 continue;
+            }
+            if (signalled || _phase is Phase.Terminating or Phase.Killing)
+            {
+                // tcpfork ended this child: nothing it started may keep the connection (a grandchild that
+                // ignores SIGTERM, or outlived a child that did not). ESRCH: its group is empty already.
+                Interop.Kill(-pid, Interop.SIGKILL);
             }
             if (_options.ChildExited is { } exited)
             {

@@ -106,7 +106,8 @@ public sealed class TcpForkServer
     /// <summary>
     /// Listens and serves until SIGTERM or SIGINT has drained the children, then returns 0. In a spawned
     /// child it serves the inherited connection instead and returns the handler's exit code.
-    /// Throws <see cref="BindException"/> when a listener cannot be opened.
+    /// Throws <see cref="BindException"/> when a listener cannot be opened, and
+    /// <see cref="ArgumentException"/> for an option or <see cref="ExecProgram"/> setting out of range.
     /// <para>
     /// It returns with SIGTERM, SIGINT, SIGHUP and SIGCHLD still blocked in the calling thread (and any
     /// that were pending discarded), so that a signal arriving after the drain cannot end the process
@@ -124,6 +125,7 @@ public sealed class TcpForkServer
             return ChildProcess.Serve(new Connection(fd, accepted, log), _handler, _options.Limits);
         }
         _options.Validate();
+        _program?.Validate();
         Func<IReadOnlyList<AccessRule>> rules = () =>
             [.. _options.Rules, .. _options.RulesFile is null ? [] : AccessRule.ReadFile(_options.RulesFile)];
         using var memory = new ParentMemory();
@@ -158,7 +160,7 @@ public sealed class TcpForkServer
         {
             foreach (SockAddr a in resolved)
             {
-                listeners.Add(Listener.Open(a, _options.Backlog));
+                listeners.Add(Listener.Open(a, _options));
             }
         }
         catch

@@ -37,6 +37,27 @@ public sealed class TcpForkServerOptions
     /// <summary>How long children get between SIGTERM and SIGKILL at the end of a drain. Defaults to 2 seconds.</summary>
     public TimeSpan KillGrace { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Whether accepted TCP connections send keepalive probes (SO_KEEPALIVE), so a client that vanished
+    /// without a FIN or a reset (power lost, a NAT that forgot the flow) is found dead and its child gets
+    /// an error (ETIMEDOUT) on its next read instead of holding its slot forever. Set on the listening
+    /// sockets, which accepted connections inherit it from: no system call per connection. Not used for
+    /// unix sockets. Defaults to true.
+    /// </summary>
+    public bool KeepAlive { get; set; } = true;
+
+    /// <summary>With <see cref="KeepAlive"/>: how long a connection is quiet before the first probe (TCP_KEEPIDLE), whole seconds from 1 to 32767. Defaults to 60 seconds.</summary>
+    public TimeSpan KeepAliveIdle { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>With <see cref="KeepAlive"/>: the time between unanswered probes (TCP_KEEPINTVL), whole seconds from 1 to 32767. Defaults to 15 seconds.</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// With <see cref="KeepAlive"/>: unanswered probes after which the connection is dropped (TCP_KEEPCNT),
+    /// 1 to 127. Defaults to 4: with the other defaults a dead peer is found 2 minutes after it went quiet.
+    /// </summary>
+    public int KeepAliveCount { get; set; } = 4;
+
     /// <summary>How long the parent stops accepting after a resource error (EMFILE, a failed fork…). Defaults to 100 ms.</summary>
     public TimeSpan ErrorBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
 
@@ -114,10 +135,22 @@ public sealed class TcpForkServerOptions
         {
             throw new ArgumentOutOfRangeException(nameof(MaxLifetime), life, "must be positive");
         }
+        CheckKeepAliveSeconds(KeepAliveIdle, nameof(KeepAliveIdle));
+        CheckKeepAliveSeconds(KeepAliveInterval, nameof(KeepAliveInterval));
+        ArgumentOutOfRangeException.ThrowIfLessThan(KeepAliveCount, 1, nameof(KeepAliveCount));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(KeepAliveCount, 127, nameof(KeepAliveCount));
         Limits.Validate();
         if (!Enum.IsDefined(Mode))
         {
             throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown process mode");
+        }
+    }
+
+    private static void CheckKeepAliveSeconds(TimeSpan value, string name)
+    {
+        if (value < TimeSpan.FromSeconds(1) || value > TimeSpan.FromSeconds(32767) || value.Ticks % TimeSpan.TicksPerSecond != 0)
+        {
+            throw new ArgumentOutOfRangeException(name, value, "must be whole seconds from 1 to 32767");
         }
     }
 }

@@ -18,14 +18,17 @@ internal static class ExecCommand
         };
         var env = new Option<string[]>("--env", "-e")
         {
-            Description = "Add KEY=VALUE to the program's environment; repeatable.",
+            Description = "Set KEY=VALUE in the program's environment, replacing tcpfork's own KEY; repeatable. UCSPI variables (PROTO, TCPREMOTEIP, …) cannot be set.",
             HelpName = "KEY=VALUE",
             AllowMultipleArgumentsPerToken = false,
             CustomParser = r =>
             {
-                foreach (var t in r.Tokens.Where(t => t.Value.IndexOf('=', StringComparison.Ordinal) <= 0))
+                foreach (var t in r.Tokens)
                 {
-                    r.AddError($"--env '{t.Value}': expected KEY=VALUE");
+                    if (ExecProgram.CheckEnvironmentEntry(t.Value) is { } reason)
+                    {
+                        r.AddError($"--env {reason}");
+                    }
                 }
                 return r.Tokens.Select(t => t.Value).ToArray();
             },
@@ -34,6 +37,15 @@ internal static class ExecCommand
         {
             Description = "Value of TCPLOCALHOST (tcpserver's -l); tcpfork makes no DNS lookups.",
             HelpName = "NAME",
+            CustomParser = r =>
+            {
+                string name = r.Tokens[^1].Value;
+                if (ExecProgram.CheckLocalName(name) is { } reason)
+                {
+                    r.AddError($"--local-name: {reason}");
+                }
+                return name;
+            },
         };
         var command = new Command("exec", "Run PROGRAM for each connection, tcpserver style: the socket on fd 0 and 1, UCSPI variables (PROTO, TCPREMOTEIP, …) in its environment.");
         server.AddTo(command);

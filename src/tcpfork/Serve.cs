@@ -13,6 +13,11 @@ internal static class Serve
         {
             throw new UsageException(e.Message, e);
         }
+        catch (ArgumentException e)
+        {
+            // An option the library refuses (an --env entry, a value out of range): bad input found at start.
+            throw new UsageException(e.Message, e);
+        }
         catch (FormatException e)
         {
             // Unknown hosts, users, groups, unreadable rules files: bad input found at start.

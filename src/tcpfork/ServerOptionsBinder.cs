@@ -39,6 +39,23 @@ internal sealed class ServerOptionsBinder
         },
     };
 
+    private readonly Option<KeepAliveSetting> _keepAlive = new("--keepalive")
+    {
+        Description = "TCP keepalive for accepted connections: IDLE,INTERVAL,COUNT (seconds, seconds, probes) or 'off'. Default 60,15,4: a vanished client is found after 2 minutes.",
+        HelpName = "IDLE,INTERVAL,COUNT|off",
+        DefaultValueFactory = _ => KeepAliveSetting.Default,
+        CustomParser = r =>
+        {
+            string text = r.Tokens[^1].Value;
+            if (KeepAliveSetting.TryParse(text) is { } setting)
+            {
+                return setting;
+            }
+            r.AddError($"--keepalive must be IDLE,INTERVAL,COUNT (seconds from 1 to 32767, seconds from 1 to 32767, 1 to 127 probes) or 'off', not '{text}'");
+            return KeepAliveSetting.Default;
+        },
+    };
+
     private readonly Option<string[]> _allow = Rule("--allow", allow: true);
     private readonly Option<string[]> _deny = Rule("--deny", allow: false);
 
@@ -102,6 +119,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_maxConnections);
         command.Options.Add(_backlog);
         command.Options.Add(_drainTimeout);
+        command.Options.Add(_keepAlive);
         foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group })
         {
             command.Options.Add(o);
@@ -125,6 +143,10 @@ internal sealed class ServerOptionsBinder
             MaxConnections = r.GetValue(_maxConnections),
             Backlog = r.GetValue(_backlog),
             DrainTimeout = TimeSpan.FromSeconds(r.GetValue(_drainTimeout)),
+            KeepAlive = r.GetValue(_keepAlive)!.On,
+            KeepAliveIdle = TimeSpan.FromSeconds(r.GetValue(_keepAlive)!.Idle),
+            KeepAliveInterval = TimeSpan.FromSeconds(r.GetValue(_keepAlive)!.Interval),
+            KeepAliveCount = r.GetValue(_keepAlive)!.Count,
             LogLevel = r.GetValue(_quiet) ? LogLevel.Quiet : r.GetValue(_verbose) ? LogLevel.Verbose : LogLevel.Normal,
         };
         foreach (ListenAddress a in r.GetValue(_listen) ?? [])
@@ -264,4 +286,32 @@ internal sealed class ServerOptionsBinder
             return v;
         },
     };
+}
+
+/// <summary><c>--keepalive IDLE,INTERVAL,COUNT</c> or <c>off</c>.</summary>
+internal sealed record KeepAliveSetting(bool On, int Idle, int Interval, int Count)
+{
+    public static readonly KeepAliveSetting Default = new(true, 60, 15, 4);
+
+    public static KeepAliveSetting? TryParse(string text)
+    {
+        if (text == "off")
+        {
+            return Default with { On = false };
+        }
+        string[] parts = text.Split(',');
+        if (parts.Length != 3)
+        {
+            return null;
+        }
+        var numbers = new int[3];
+        for (int i = 0; i < 3; i++)
+        {
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out numbers[i]) || numbers[i] < 1 || numbers[i] > (i == 2 ? 127 : 32767))
+            {
+                return null;
+            }
+        }
+        return new KeepAliveSetting(true, numbers[0], numbers[1], numbers[2]);
+    }
 }

@@ -29,6 +29,10 @@ public class CliTests
     [InlineData("--backlog -1", "--backlog")]
     [InlineData("--drain-timeout -5", "--drain-timeout must be from 0 to 86400 seconds")]
     [InlineData("--mode sideways", "sideways")]
+    [InlineData("--keepalive 60,15", "--keepalive must be IDLE,INTERVAL,COUNT")]
+    [InlineData("--keepalive 0,15,4", "--keepalive must be IDLE,INTERVAL,COUNT")]
+    [InlineData("--keepalive 60,15,128", "not '60,15,128'")]
+    [InlineData("--keepalive on", "not 'on'")]
     [InlineData("-v -q", "--verbose and --quiet cannot be used together")]
     public void Bad_input_exits_2_with_a_one_line_reason_and_a_hint(string args, string reason)
     {

@@ -98,6 +98,116 @@ public class ExecTests
         Assert.Equal("hi there|none", lines[^1]);
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public async Task Env_replaces_a_variable_tcpfork_inherited_and_getenv_sees_the_given_value(Flavor flavor, bool throughChild)
+    {
+        using ServerProcess server = ServerProcess.StartExec(flavor, new Dictionary<string, string> { ["GREETING"] = "inherited" },
+            [.. Via(throughChild), "--env", "GREETING=first", "--env", "GREETING=given"],
+            "env"); // env(1) prints environ as the program got it (a shell would tidy duplicates away)
+        string[] lines = (await ReadAllText(server.Port)).Split('\n');
+        Assert.Equal(["GREETING=given"], lines.Where(l => l.StartsWith("GREETING=", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [InlineData("TCPREMOTEIP=10.9.8.7")]
+    [InlineData("PROTO=UNIX")]
+    [InlineData("TCPLOCALHOST=spoofed")]
+    [InlineData("TCP6REMOTEPORT=1")]
+    [InlineData("TCPCONNNUM=0")]
+    [InlineData("TCPREMOTEINFO=root")]
+    public void Env_of_a_UCSPI_variable_is_refused_with_exit_2_and_one_line(string entry)
+    {
+        (int code, string stdout, string stderr) = Run.Command(TimeSpan.FromSeconds(15), Binaries.AotBinary, "exec", "--env", entry, "--", "cat");
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("tcpfork: usage: --env '" + entry[..entry.IndexOf('=', StringComparison.Ordinal)] + "' is a UCSPI variable", line);
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public async Task A_long_local_name_reaches_the_program_and_the_parent_serves_on(Flavor flavor, bool throughChild)
+    {
+        string name = new('n', 5000); // the UCSPI buffer was 1 KiB: the parent aborted at the first connection
+        using ServerProcess server = ServerProcess.StartExec(flavor, [.. Via(throughChild), "--local-name", name],
+            "sh", "-c", "echo ${#TCPLOCALHOST} ${#TCP6LOCALHOST}");
+        Assert.Equal("5000 5000\n", await ReadAllText(server.Port));
+        Assert.Equal("5000 5000\n", await ReadAllText(server.Port));
+        Assert.False(server.HasExited);
+    }
+
+    [Fact]
+    public void A_local_name_too_long_for_an_environment_entry_is_refused_at_start()
+    {
+        // 131058 bytes fit in an argument (MAX_ARG_STRLEN is 131072 with the NUL) but not in TCP6LOCALHOST=NAME:
+        // every exec would fail with E2BIG. (An --env entry fits wherever its argument did.)
+        (int code, _, string stderr) = Run.Command(TimeSpan.FromSeconds(15), Binaries.AotBinary, "exec", "--local-name", new string('n', 131058), "--", "cat");
+        Assert.Equal(2, code);
+        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("tcpfork: usage: --local-name: the local name is 131058 bytes; at most 131057 fit in an environment variable (see 'tcpfork --help')", line);
+    }
+
+    private const string KeepAliveProbe =
+        "import socket; s = socket.socket(fileno=0); T = socket.IPPROTO_TCP; " +
+        "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), s.getsockopt(T, socket.TCP_KEEPIDLE), s.getsockopt(T, socket.TCP_KEEPINTVL), s.getsockopt(T, socket.TCP_KEEPCNT)); s.detach()";
+
+    [SkippableTheory]
+    [InlineData(Flavor.AotFork, "127.0.0.1:0", null, "1 60 15 4")]
+    [InlineData(Flavor.AotFork, "[::1]:0", null, "1 60 15 4")]
+    [InlineData(Flavor.AotFork, "127.0.0.1:0", "30,5,3", "1 30 5 3")]
+    [InlineData(Flavor.JitSpawn, "127.0.0.1:0", "7,2,9", "1 7 2 9")]
+    [InlineData(Flavor.AotSpawn, "127.0.0.1:0", "off", "0 ")]
+    public async Task An_accepted_connection_has_keepalive_from_the_listener_on_by_default_and_tunable(Flavor flavor, string listen, string? keepalive, string expected)
+    {
+        // Read by the program from its own descriptor 0, the server's side of the connection: the values were set
+        // only on the listening socket, and Linux copied them into the accepted one.
+        Skip.If(Run.Which("python3") is null, "python3 not found");
+        string[] extra = keepalive is null ? ["--listen", listen] : ["--listen", listen, "--keepalive", keepalive];
+        using ServerProcess server = ServerProcess.StartExec(flavor, extra, "python3", "-c", KeepAliveProbe);
+        string got = await ReadAllText(server.Port, "", listen.StartsWith('[') ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork);
+        Assert.StartsWith(expected, got);
+    }
+
+    /// <summary>exec (posix_spawnp of the program), fork (a tcpfork child execs it) and spawn (a spawned tcpfork child execs it).</summary>
+    public static TheoryData<Flavor, bool> ModesOfLaunch() => new()
+    {
+        { Flavor.AotFork, false }, { Flavor.AotFork, true }, { Flavor.AotSpawn, true }, { Flavor.JitSpawn, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(ModesOfLaunch))]
+    public async Task A_grandchild_holding_the_connection_ends_with_the_child_at_max_lifetime(Flavor flavor, bool throughChild)
+    {
+        // The shell ignores SIGTERM and so does the cat it starts (an ignored signal stays ignored across fork
+        // and exec); the inner shell prints its pid, which cat keeps. Signalling the child alone, SIGKILL
+        // took the outer shell and left cat holding the connection, an orphan.
+        using ServerProcess server = ServerProcess.StartExec(flavor, [.. Via(throughChild), "--max-lifetime", "1"],
+            "sh", "-c", "trap '' TERM; sh -c 'echo $$; exec cat'; :");
+        using Socket s = EchoClient.Connect(server.Port);
+        using var reader = new StreamReader(new NetworkStream(s, ownsSocket: false));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        int grandchild = int.Parse((await reader.ReadLineAsync(deadline.Token))!, System.Globalization.CultureInfo.InvariantCulture);
+        int pidFd = Native.PidFd(grandchild);
+        try
+        {
+            // SIGTERM at 1 s (ignored), SIGKILL 2 s later: to the group, so cat goes with the shell and the client sees EOF.
+            Assert.Null(await reader.ReadLineAsync(deadline.Token));
+            server.WaitForLog(@"^tcpfork: timeout: \d+ ignored SIGTERM; sent SIGKILL$");
+            server.WaitForLog(@"^tcpfork: end \d+ signal SIGKILL$");
+            Assert.True(pidFd < 0 || Native.WaitForExit(pidFd, TimeSpan.FromSeconds(10)), $"the grandchild {grandchild} outlived its connection");
+            pidFd = -1;
+            Assert.False(Native.IsAlive(grandchild));
+        }
+        finally
+        {
+            if (pidFd >= 0 && Native.IsAlive(grandchild))
+            {
+                Native.Kill(grandchild, Native.SIGKILL); // before the fix: leave no orphan behind
+            }
+        }
+    }
+
     [SkippableTheory]
     [InlineData(Flavor.AotFork)]
     [InlineData(Flavor.AotSpawn)]

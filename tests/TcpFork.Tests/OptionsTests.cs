@@ -22,6 +22,9 @@ public class OptionsTests
     [InlineData(nameof(TcpForkServerOptions.Ipv6Prefix))]
     [InlineData(nameof(TcpForkServerOptions.IdleTimeout))]
     [InlineData(nameof(TcpForkServerOptions.Mode))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveIdle))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveInterval))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveCount))]
     [InlineData("OpenFiles")]
     public void Validate_names_the_option_out_of_range(string name)
     {
@@ -35,6 +38,9 @@ public class OptionsTests
             case nameof(o.Ipv6Prefix): o.Ipv6Prefix = 129; break;
             case nameof(o.IdleTimeout): o.IdleTimeout = TimeSpan.Zero; break;
             case nameof(o.Mode): o.Mode = (ProcessMode)42; break;
+            case nameof(o.KeepAliveIdle): o.KeepAliveIdle = TimeSpan.FromMilliseconds(1500); break;
+            case nameof(o.KeepAliveInterval): o.KeepAliveInterval = TimeSpan.FromSeconds(32768); break;
+            case nameof(o.KeepAliveCount): o.KeepAliveCount = 128; break;
             default: o.Limits.OpenFiles = 0; break;
         }
         ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(o.Validate);
@@ -48,6 +54,7 @@ public class OptionsTests
         o.Validate();
         Assert.Equal((1000, 1024, TimeSpan.FromSeconds(10), ProcessMode.Auto, LogLevel.Normal), (o.MaxConnections, o.Backlog, o.DrainTimeout, o.Mode, o.LogLevel));
         Assert.Equal(64, o.Ipv6Prefix);
+        Assert.Equal((true, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(15), 4), (o.KeepAlive, o.KeepAliveIdle, o.KeepAliveInterval, o.KeepAliveCount));
     }
 
     [Fact]

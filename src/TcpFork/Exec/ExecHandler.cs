@@ -26,9 +26,10 @@ internal sealed unsafe class ExecHandler
     {
         ExecProgram program = _program;
         Accepted addresses = connection.Addresses;
-        byte[] ucspi = new byte[UcspiEnvironment.BufferSize];
+        byte[] localName = System.Text.Encoding.UTF8.GetBytes(program.LocalName ?? "");
+        byte[] ucspi = new byte[UcspiEnvironment.BufferSize(localName.Length)];
         Span<int> starts = stackalloc int[UcspiEnvironment.MaxEntries];
-        int n = UcspiEnvironment.Write(ucspi, addresses, System.Text.Encoding.UTF8.GetBytes(program.LocalName ?? ""), starts);
+        int n = UcspiEnvironment.Write(ucspi, addresses, localName, starts);
         var env = program.BaseEnvironment().ToList();
         for (int i = 0; i < n; i++)
         {

@@ -15,6 +15,7 @@ internal sealed unsafe class ExecLauncher : ILauncher
     private readonly ExecProgram _program;
     private readonly byte[] _localName;
     private readonly byte* _scratch;
+    private readonly int _scratchSize;
     private readonly SpawnAttributes _spawn = new();
 
     public ExecLauncher(ExecProgram program)
@@ -23,7 +24,8 @@ internal sealed unsafe class ExecLauncher : ILauncher
         Action = "exec " + program.File;
         _command = NativeCommand.Program(program.File, program.Argv, program.BaseEnvironment(), UcspiEnvironment.MaxEntries);
         _localName = System.Text.Encoding.UTF8.GetBytes(program.LocalName ?? "");
-        _scratch = (byte*)NativeMemory.AllocZeroed(UcspiEnvironment.BufferSize);
+        _scratchSize = UcspiEnvironment.BufferSize(_localName.Length);
+        _scratch = (byte*)NativeMemory.AllocZeroed((nuint)_scratchSize);
     }
 
     public string Name => "exec";
@@ -33,7 +35,7 @@ internal sealed unsafe class ExecLauncher : ILauncher
     public int Launch(int fd, in Accepted connection, out Errno error)
     {
         Span<int> starts = stackalloc int[UcspiEnvironment.MaxEntries];
-        int n = UcspiEnvironment.Write(new Span<byte>(_scratch, UcspiEnvironment.BufferSize), connection, _localName, starts);
+        int n = UcspiEnvironment.Write(new Span<byte>(_scratch, _scratchSize), connection, _localName, starts);
         for (int i = 0; i < n; i++)
         {
             _command.EnvSlots[i] = _scratch + starts[i];

@@ -20,7 +20,13 @@ internal static class UcspiEnvironment
     ];
 
     public const int MaxEntries = 14;
-    public const int BufferSize = 1024;
+
+    /// <summary>
+    /// Bytes <see cref="Write"/> needs with a local name of <paramref name="localNameBytes"/>: the fixed
+    /// entries take under 600 (two IPv6 addresses twice, ports, a 20-digit count, or a unix path),
+    /// and the name is written twice (TCPLOCALHOST, TCP6LOCALHOST).
+    /// </summary>
+    public static int BufferSize(int localNameBytes) => 1024 + 2 * ("TCP6LOCALHOST=".Length + localNameBytes + 1);
 
     /// <summary>Writes the entries; <paramref name="starts"/> receives each entry's offset. Returns the count.</summary>
     public static int Write(Span<byte> dest, in Accepted c, ReadOnlySpan<byte> localName, Span<int> starts)

@@ -30,4 +30,22 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "kill", SetLastError = true)]
     internal static partial int Kill(int pid, int signal);
+
+    /// <summary>setpgid(2): <c>SetPgid(0, 0)</c> makes the caller the leader of a process group of its own.</summary>
+    [LibraryImport(Libc, EntryPoint = "setpgid", SetLastError = true)]
+    internal static partial int SetPgid(int pid, int pgid);
+
+    /// <summary>
+    /// Signals child <paramref name="pid"/>'s process group (every child leads one, whose id is its pid),
+    /// so whatever the child started goes too; the child alone when the group is gone (it moved itself
+    /// to another group). Returns 0 when a signal was sent.
+    /// </summary>
+    internal static int KillGroup(int pid, int signal)
+    {
+        if (Kill(-pid, signal) == 0)
+        {
+            return 0;
+        }
+        return Kill(pid, signal);
+    }
 }

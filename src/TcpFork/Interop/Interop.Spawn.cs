@@ -7,7 +7,7 @@ internal static unsafe partial class Interop
     // glibc's opaque types are 336 and 80 bytes on x86-64; room to spare.
     internal const int PosixSpawnAttrSize = 512;
     internal const int PosixSpawnFileActionsSize = 128;
-    internal const short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08;
+    internal const short POSIX_SPAWN_SETPGROUP = 0x02, POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08;
 
     /// <summary>posix_spawn(3); returns the error number itself (0 on success), never sets errno.</summary>
     [LibraryImport(Libc, EntryPoint = "posix_spawn")]
@@ -18,6 +18,9 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "posix_spawnattr_setflags")]
     internal static partial int PosixSpawnAttrSetFlags(void* attr, short flags);
+
+    [LibraryImport(Libc, EntryPoint = "posix_spawnattr_setpgroup")]
+    internal static partial int PosixSpawnAttrSetPGroup(void* attr, int pgroup);
 
     [LibraryImport(Libc, EntryPoint = "posix_spawnattr_setsigmask")]
     internal static partial int PosixSpawnAttrSetSigMask(void* attr, SigSet* mask);

@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 namespace TcpFork;
 
 /// <summary>
-/// What every posix_spawn of tcpfork's gets: an empty signal mask and every disposition back to default
+/// What every posix_spawn of tcpfork's gets: a process group of its own (the parent signals the group,
+/// so what the child starts ends with it), an empty signal mask and every disposition back to default
 /// (the parent's blocked mask would survive exec), and file actions rebuilt per child: the connection
 /// onto the given descriptors, everything from the next one up closed.
 /// </summary>
@@ -17,7 +18,8 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         Interop.SigEmptySet(&none);
         Interop.SigFillSet(&all);
         Interop.PosixSpawnAttrInit(Attributes);
-        Interop.PosixSpawnAttrSetFlags(Attributes, Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
+        Interop.PosixSpawnAttrSetFlags(Attributes, Interop.POSIX_SPAWN_SETPGROUP | Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
+        Interop.PosixSpawnAttrSetPGroup(Attributes, 0); // 0: a new group whose id is the child's pid
         Interop.PosixSpawnAttrSetSigMask(Attributes, &none);
         Interop.PosixSpawnAttrSetSigDefault(Attributes, &all);
     }

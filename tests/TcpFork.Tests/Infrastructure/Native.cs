@@ -83,6 +83,41 @@ public static partial class Native
         return File.ReadLines(path).First(l => l.StartsWith(field + ":", StringComparison.Ordinal))[(field.Length + 1)..].Trim();
     }
 
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial int Syscall(long number, int pid, int flags);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static unsafe partial int Poll(long* fds, int count, int timeoutMs);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+
+    /// <summary>pidfd_open(2) of any process (not only a child): readable once it has exited. -1 if it is gone already.</summary>
+    public static int PidFd(int pid) => Syscall(434, pid, 0);
+
+    /// <summary>Waits (poll on <paramref name="pidFd"/>, no sleeping loop) until that process has exited; false on timeout. Closes the descriptor.</summary>
+    public static unsafe bool WaitForExit(int pidFd, TimeSpan timeout)
+    {
+        try
+        {
+            long pfd = 1L << 32; // struct pollfd { int fd = pidFd; short events = POLLIN; short revents; }
+            pfd |= (uint)pidFd;
+            int n;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            do
+            {
+                int left = (int)Math.Max(0, (timeout - clock.Elapsed).TotalMilliseconds);
+                n = Poll(&pfd, 1, left);
+            }
+            while (n < 0 && Marshal.GetLastPInvokeError() == 4 && clock.Elapsed < timeout); // EINTR
+            return n > 0;
+        }
+        finally
+        {
+            Close(pidFd);
+        }
+    }
+
     public static bool IsAlive(int pid) => StateOf(pid) is not ('Z' or 'X' or '\0');
 
     public static char StateOf(int pid)

@@ -89,6 +89,13 @@ public sealed partial class ServerProcess : IDisposable
         return Start(exe, ["exec", .. mode, .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
     }
 
+    /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with <paramref name="env"/> added to tcpfork's own environment.</summary>
+    public static ServerProcess StartExec(Flavor flavor, IDictionary<string, string> env, string[] extra, params string[] program)
+    {
+        (string exe, string[] mode) = Binaries.For(flavor);
+        return Start(exe, ["exec", .. mode, .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
+    }
+
     /// <summary>Starts the echo command on a unix socket at <paramref name="path"/>.</summary>
     public static ServerProcess StartUnixEcho(Flavor flavor, string path, params string[] extra)
     {
