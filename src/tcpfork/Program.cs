@@ -49,8 +49,23 @@ namespace TcpFork.Cli
             catch (ArgumentException e)
             {
                 // The parser checks every value first; this is the net under it, never a stack trace.
-                return UsageError(e.ParamName is { } name ? $"TcpForkServerOptions.{name} is out of range" : "an argument is out of range");
+                return UsageError(Describe(e));
             }
+        }
+
+        /// <summary>
+        /// An ArgumentException's text without the runtime's parameter suffix (which UseSystemResourceKeys
+        /// leaves as a resource key): the library's own message when it has no parameter name.
+        /// </summary>
+        public static string Describe(ArgumentException e)
+        {
+            string text = e.Message.Split('\n')[0];
+            foreach (string suffix in (string[])[" Arg_ParamName_Name", " (Parameter '"])
+            {
+                int at = text.IndexOf(suffix, StringComparison.Ordinal);
+                text = at >= 0 ? text[..at] : text;
+            }
+            return e.ParamName is { } name && !text.Contains(name, StringComparison.Ordinal) ? $"TcpForkServerOptions.{name}: {text}" : text;
         }
 
         public static int UsageError(string reason)

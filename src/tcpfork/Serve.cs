@@ -16,7 +16,7 @@ internal static class Serve
         catch (ArgumentException e)
         {
             // An option the library refuses (an --env entry, a value out of range): bad input found at start.
-            throw new UsageException(e.Message, e);
+            throw new UsageException(Cli.Describe(e), e);
         }
         catch (FormatException e)
         {
