@@ -558,17 +558,16 @@ internal sealed unsafe class ParentLoop : IDisposable
     private bool _stopRepeated;
 
     /// <summary>
-    /// Accepts and launches the connections waiting in the listeners' queues at this moment, as far as
-    /// the table has room. Only those: under load, clients keep completing handshakes, and accepting
-    /// "until the queue is empty" would not end. A TCP listener reports its queue's length (TCP_INFO);
-    /// a unix one does not, so there it is at most one backlog's worth.
+    /// Accepts and launches the connections waiting in the listeners' queues, as far as the table has
+    /// room. A TCP listener first gets a filter that drops new SYNs (their clients retry and then find
+    /// the port closed: refused, not reset), so the queue stops growing and this ends under any load; a
+    /// unix listener, which takes no filter, gives at most one backlog's worth more.
     /// </summary>
     private void AcceptQueued()
     {
         foreach (Listener listener in _listeners)
         {
-            int queued = Interop.AcceptQueueLength(listener.Fd.Fd);
-            int limit = queued >= 0 ? queued : _options.Backlog;
+            int limit = !listener.Address.IsUnix && Interop.DropIncomingSyns(listener.Fd.Fd) ? int.MaxValue : _options.Backlog;
             for (int i = 0; i < limit && !_children.IsFull; i++)
             {
                 SockAddr peer = default;

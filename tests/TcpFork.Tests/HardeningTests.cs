@@ -146,6 +146,61 @@ public partial class HardeningTests
         }
     }
 
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public void SIGTERM_under_load_serves_what_the_kernel_accepted_and_resets_none(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "-q");
+        int served = 0, resets = 0, refused = 0;
+        using var started = new CountdownEvent(64);
+        var clients = Enumerable.Range(0, 64).Select(_ => new Thread(() =>
+        {
+            started.Signal();
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                try
+                {
+                    using Socket s = EchoClient.Connect(server.Port);
+                    s.ReceiveTimeout = 20_000;
+                    s.Send("ping"u8);
+                    s.Shutdown(SocketShutdown.Send);
+                    byte[] buffer = new byte[16];
+                    int got = 0, n;
+                    while ((n = s.Receive(buffer, got, buffer.Length - got, SocketFlags.None)) > 0)
+                    {
+                        got += n;
+                    }
+                    Assert.Equal("ping", System.Text.Encoding.ASCII.GetString(buffer, 0, got));
+                    Interlocked.Increment(ref served);
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+                {
+                    Interlocked.Increment(ref refused); // after the listeners closed: refused before any accept, as it should be
+                    return;
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+                {
+                    Interlocked.Increment(ref resets);
+                }
+            }
+        }) { IsBackground = true }).ToList();
+        clients.ForEach(t => t.Start());
+        Assert.True(started.Wait(TimeSpan.FromSeconds(10)));
+        var load = Stopwatch.StartNew();
+        while (Volatile.Read(ref served) < 200 && load.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            Thread.Yield(); // until the load is flowing
+        }
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.All(clients, t => Assert.True(t.Join(TimeSpan.FromSeconds(40))));
+        Assert.True(served >= 200, $"served {served}");
+        Assert.Equal(64, refused);
+        Assert.Equal(0, resets);
+    }
+
     [Fact]
     public async Task A_second_SIGTERM_says_it_was_a_second_signal_not_a_drain_timeout()
     {

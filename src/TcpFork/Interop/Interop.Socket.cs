@@ -59,7 +59,7 @@ internal static unsafe partial class Interop
 {
     internal const int IPPROTO_TCP = 6, TCP_INFO = 11;
     internal const int TcpInfoSize = 232;
-    internal const int TcpInfoUnacked = 24, TcpInfoLastDataSent = 44, TcpInfoLastDataRecv = 52;
+    internal const int TcpInfoLastDataSent = 44, TcpInfoLastDataRecv = 52;
     internal const int MSG_DONTWAIT = 0x40;
 
     [LibraryImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
@@ -77,19 +77,29 @@ internal static unsafe partial class Interop
         return Math.Min(*(uint*)(info + TcpInfoLastDataSent), *(uint*)(info + TcpInfoLastDataRecv));
     }
 
-    /// <summary>
-    /// How many completed connections wait in a listener's accept queue (TCP_INFO's tcpi_unacked, which
-    /// a listening socket reports as its backlog count), or -1.
-    /// </summary>
-    internal static int AcceptQueueLength(int listener)
+    private const int SO_ATTACH_FILTER = 26;
+
+    [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
+    private static partial int SetSockOptFilter(int fd, int level, int name, SockFilterProgram* value, int len);
+
+    /// <summary>struct sock_fprog: the count, then (aligned) the instructions; the same on every 64-bit ABI.</summary>
+    private struct SockFilterProgram
     {
-        byte* info = stackalloc byte[TcpInfoSize];
-        int len = TcpInfoSize;
-        if (GetSockOpt(listener, IPPROTO_TCP, TCP_INFO, info, &len) < 0 || len < TcpInfoUnacked + 4)
-        {
-            return -1;
-        }
-        return (int)*(uint*)(info + TcpInfoUnacked);
+        public ushort Length;
+        public ulong* Instructions;
+    }
+
+    /// <summary>
+    /// Attaches a classic BPF filter that drops every packet: on a listener, new SYNs are dropped (the
+    /// client retries, and finds the port closed: refused, never reset), while the connections already
+    /// in its accept queue stay there to be accepted. TCP listeners only: a filter does not stop a unix
+    /// socket's connections.
+    /// </summary>
+    internal static bool DropIncomingSyns(int listener)
+    {
+        ulong returnZero = 0x06; // BPF_RET | BPF_K, k = 0: keep 0 bytes of the packet
+        var program = new SockFilterProgram { Length = 1, Instructions = &returnZero };
+        return SetSockOptFilter(listener, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(SockFilterProgram)) == 0;
     }
 
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
