@@ -33,19 +33,15 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         int pid = Interop.Fork();
         if (pid == 0)
         {
-            // A process group of its own, first thing: the parent signals the group (timeouts, drain).
+            // A process group of its own, first thing: the parent signals the group (timeouts, drain). The
+            // parent does not repeat the call (one system call per connection saved): until this line the
+            // group does not exist, KillGroup then signals the child alone, and it has started nothing yet.
             Interop.SetPgid(0, 0);
             // Filled in by the child: a write by the parent would leave each live child a private copy of the page.
             _connection.Reset(fd, connection);
             RunChild(fd);
         }
         error = pid < 0 ? Interop.LastError : 0;
-        if (pid > 0)
-        {
-            // The same from this side, so a signal sent before the child ran cannot miss the group. EACCES
-            // (the child has exec'd) and ESRCH (it has exited) mean it is settled already: ignored.
-            Interop.SetPgid(pid, pid);
-        }
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &old, null);
         return pid;
     }
