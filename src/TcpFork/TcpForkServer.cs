@@ -125,6 +125,7 @@ public sealed class TcpForkServer
             return ChildProcess.Serve(new Connection(fd, accepted, log), _handler, _options.Limits);
         }
         _options.Validate();
+        DescriptorBudget.Ensure(_options);
         _program?.Validate();
         Func<IReadOnlyList<AccessRule>> rules = () =>
             [.. _options.Rules, .. _options.RulesFile is null ? [] : AccessRule.ReadFile(_options.RulesFile)];

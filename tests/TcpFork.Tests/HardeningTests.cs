@@ -215,4 +215,24 @@ public partial class HardeningTests
         Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
         Assert.DoesNotContain(server.StderrLines, l => l.Contains("drain timeout", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void An_idle_timeout_with_more_connections_than_descriptors_allow_is_refused_at_start()
+    {
+        string tcpfork = Binaries.AotBinary;
+        (int code, string stdout, string stderr) = TcpFork.Tests.Run.Command("sh", "-c", $"ulimit -n 64; exec '{tcpfork}' echo --max-connections 100 --idle-timeout 5");
+        Assert.True(code == 2, stdout + stderr);
+        string line = Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.Matches(@"^tcpfork: usage: --max-connections 100 with --idle-timeout needs about \d+ descriptors \(the parent keeps each connection\), but RLIMIT_NOFILE allows 64 \(hard limit 64\); ", line);
+    }
+
+    [Fact]
+    public void An_idle_timeout_raises_the_soft_descriptor_limit_when_the_hard_one_allows()
+    {
+        string tcpfork = Binaries.AotBinary;
+        using ServerProcess server = ServerProcess.Start("sh", ["-c", $"ulimit -Sn 64; exec '{tcpfork}' echo --max-connections 100 --idle-timeout 5"]);
+        string limits = File.ReadLines($"/proc/{server.Pid}/limits").Single(l => l.StartsWith("Max open files", StringComparison.Ordinal));
+        int soft = int.Parse(limits.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(soft >= 100 + 64, limits);
+    }
 }
