@@ -169,19 +169,25 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     private void AcceptFrom(Listener listener)
     {
-        for (int i = 0; i < AcceptBatch && _polling; i++)
+        for (int i = 0; i < AcceptBatch && _polling && AcceptOne(listener); i++)
         {
-            SockAddr peer = default;
-            int len = SockAddr.Capacity;
-            int fd = Interop.Accept4(listener.Fd.Fd, &peer, &len, Interop.SOCK_CLOEXEC);
-            if (fd < 0)
-            {
-                OnAcceptError(Interop.LastError);
-                return;
-            }
-            peer.Length = len;
-            Launch(fd, peer);
         }
+    }
+
+    /// <summary>Accepts one connection and launches it; false when none was waiting or accept failed.</summary>
+    private bool AcceptOne(Listener listener)
+    {
+        SockAddr peer = default;
+        int len = SockAddr.Capacity;
+        int fd = Interop.Accept4(listener.Fd.Fd, &peer, &len, Interop.SOCK_CLOEXEC);
+        if (fd < 0)
+        {
+            OnAcceptError(Interop.LastError);
+            return false;
+        }
+        peer.Length = len;
+        Launch(fd, peer);
+        return true;
     }
 
     private void OnAcceptError(Errno error)
@@ -568,17 +574,8 @@ internal sealed unsafe class ParentLoop : IDisposable
         foreach (Listener listener in _listeners)
         {
             int limit = !listener.Address.IsUnix && Interop.DropIncomingSyns(listener.Fd.Fd) ? int.MaxValue : _options.Backlog;
-            for (int i = 0; i < limit && !_children.IsFull; i++)
+            for (int i = 0; i < limit && !_children.IsFull && AcceptOne(listener); i++)
             {
-                SockAddr peer = default;
-                int len = SockAddr.Capacity;
-                int fd = Interop.Accept4(listener.Fd.Fd, &peer, &len, Interop.SOCK_CLOEXEC);
-                if (fd < 0)
-                {
-                    break; // EAGAIN: the queue is empty (any other error: that connection is gone)
-                }
-                peer.Length = len;
-                Launch(fd, peer);
             }
         }
     }
