@@ -65,20 +65,22 @@ public sealed class TcpForkServer
     /// <summary>
     /// In a spawned child, serves the inherited connection with <paramref name="handler"/> and the log
     /// level and limits the parent passed, and returns true with the handler's exit code; elsewhere
-    /// returns false at once. Call it first thing in <c>Main</c> to skip the rest of start-up in spawned
-    /// children (<c>tcpfork echo</c> does); without it, <see cref="Run"/> does the same after your set-up.
+    /// returns false at once. A child spawned by a server made with <see cref="ForProgram"/> runs the
+    /// parent's program instead of <paramref name="handler"/>. The child takes all of it from the
+    /// parent, none from its own options, files or command line. Call it first thing in <c>Main</c> to
+    /// skip the rest of start-up in spawned children (<c>tcpfork</c> does); without it,
+    /// <see cref="Run"/> does the same after your set-up.
     /// </summary>
     public static bool TryServeSpawnedChild(ConnectionHandler handler, out int exitCode)
     {
         ArgumentNullException.ThrowIfNull(handler);
         exitCode = 0;
-        if (!ChildRole.TryDecodeSettings(out LogLevel level, out ChildLimits limits)
-            || !ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
+        if (!ChildRole.TryTake(out int fd, out Accepted accepted, out LogLevel level, out ChildLimits limits, out ExecProgram? program))
         {
             return false;
         }
         var log = new ServerLog(level) { ChildLineByLine = true };
-        exitCode = ChildProcess.Serve(new Connection(fd, new Accepted { Number = number, FromSameIp = fromSameIp }, log), handler, limits);
+        exitCode = ChildProcess.Serve(new Connection(fd, accepted, log), program is null ? handler : ExecHandler.For(program, limits), limits);
         return true;
     }
 
@@ -117,13 +119,11 @@ public sealed class TcpForkServer
     /// </summary>
     public int Run()
     {
-        var log = new ServerLog(_options.LogLevel);
-        if (ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
+        if (TryServeSpawnedChild(_handler, out int childExit))
         {
-            var accepted = new Accepted { Number = number, FromSameIp = fromSameIp };
-            log.ChildLineByLine = true;
-            return ChildProcess.Serve(new Connection(fd, accepted, log), _handler, _options.Limits);
+            return childExit;
         }
+        var log = new ServerLog(_options.LogLevel);
         _options.Validate();
         DescriptorBudget.Ensure(_options);
         _program?.Validate();
@@ -207,7 +207,7 @@ public sealed class TcpForkServer
         {
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren) : new SpawnLauncher(_options);
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren) : new SpawnLauncher(_options, _program);
     }
 
     /// <summary>True when children are the program itself, spawned with no tcpfork code in between.</summary>

@@ -4,8 +4,9 @@ using TcpFork;
 using TcpFork.Cli;
 
 // tcpfork: a process-per-connection TCP server. Exit codes: 0 ok, 1 fatal runtime error, 2 usage error.
-// A spawned echo child serves its connection before anything else: the parent already parsed the command line.
-if (args is ["echo", ..] && TcpForkServer.TryServeSpawnedChild(EchoHandler.Handle, out int childExit))
+// A spawned child serves its connection before anything else: the parent parsed the command line and
+// passed the child all it needs (an exec child's program too); parsing it again could read files.
+if (args is ["echo" or "exec", ..] && TcpForkServer.TryServeSpawnedChild(EchoHandler.Handle, out int childExit))
 {
     return childExit;
 }

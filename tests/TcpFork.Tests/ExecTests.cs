@@ -243,6 +243,39 @@ public class ExecTests
         Assert.Equal("65534", Native.StatusField(server.Pid, "Uid").Split('\t')[0]);
     }
 
+    /// <summary>
+    /// Issue 10 item 7: a child spawned for a program (here through the child role, which --limit-*
+    /// needs) takes everything from the parent. It used to parse the command line again, so a rules
+    /// file broken after start, or readable only by root under --user, made every connection exit 2.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    [InlineData(Flavor.JitSpawn)]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task A_child_reads_no_file_and_no_command_line_of_its_own(Flavor flavor)
+    {
+        Skip.IfNot(Environment.UserName == "root", "--user needs root to switch users");
+        string dir = Directory.CreateTempSubdirectory("tcpfork-rules-").FullName;
+        try
+        {
+            string rules = Path.Combine(dir, "rules");
+            File.WriteAllText(rules, "allow 127.0.0.0/8\n");
+            File.SetUnixFileMode(rules, UnixFileMode.UserRead | UnixFileMode.UserWrite); // root only
+            using ServerProcess server = ServerProcess.StartExec(flavor, ["--rules", rules, "--user", "nobody", .. Via(true), "--env", "GREETING=hi"],
+                "sh", "-c", "echo \"$GREETING $(id -un) $TCPREMOTEIP\"");
+            Assert.Equal("hi nobody 127.0.0.1\n", await ReadAllText(server.Port));
+            File.WriteAllText(rules, "this is not a rule\n");
+            Assert.Equal("hi nobody 127.0.0.1\n", await ReadAllText(server.Port));
+            File.Delete(rules);
+            Assert.Equal("hi nobody 127.0.0.1\n", await ReadAllText(server.Port));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void An_unknown_user_is_a_usage_error()
     {

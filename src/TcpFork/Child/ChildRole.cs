@@ -4,31 +4,95 @@ namespace TcpFork;
 
 /// <summary>
 /// The hidden child role of spawn mode: the parent re-runs this same program with the connection on
-/// descriptor 3 and these variables set; <see cref="TcpForkServer.Run"/> sees them and serves that one
-/// connection instead of listening.
+/// descriptor 3 and these variables set; <see cref="TcpForkServer.Run"/> (or
+/// <see cref="TcpForkServer.TryServeSpawnedChild"/>) sees them and serves that one connection instead
+/// of listening. The variables carry everything the child needs from the parent, so the child reads no
+/// file and no command line of its own: a rules file edited or unreadable since, or a user the parent
+/// has switched to, changes nothing for it.
 /// </summary>
 internal static class ChildRole
 {
-    public const string FdVariable = "TCPFORK_CHILD_FD";
-    public const string ConnectionVariable = "TCPFORK_CONNECTION";
-    public const string FromSameIpVariable = "TCPFORK_FROM_SAME_IP";
-    public const string SettingsVariable = "TCPFORK_CHILD_SETTINGS";
+    /// <summary>Every variable of the role starts with this, so one prefix removes them all.</summary>
+    public const string Prefix = "TCPFORK_CHILD_";
+    public const string FdVariable = Prefix + "FD";
+    public const string ConnectionVariable = Prefix + "CONNECTION";
+    public const string FromSameIpVariable = Prefix + "FROM_SAME_IP";
+    public const string SettingsVariable = Prefix + "SETTINGS";
+
+    /// <summary>The program of a server made with <see cref="TcpForkServer.ForProgram"/>: its argv, one variable each (see <see cref="EncodeProgram"/>).</summary>
+    private const string ArgCountVariable = Prefix + "ARGC";
+    private const string ArgVariable = Prefix + "ARG_";
+    private const string EnvCountVariable = Prefix + "ENVC";
+    private const string EnvVariable = Prefix + "ENV_";
+    private const string LocalNameVariable = Prefix + "LOCAL_NAME";
+    public const int InheritedFd = 3;
+
+    /// <summary>True for a variable of the role (never passed on to a program or a grandchild).</summary>
+    public static bool IsRoleVariable(string name) => name.StartsWith(Prefix, StringComparison.Ordinal);
 
     /// <summary>What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N</c>.</summary>
     public static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
         $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes}");
 
-    /// <summary>Reads <see cref="SettingsVariable"/>; false when the parent did not set it.</summary>
-    public static bool TryDecodeSettings(out LogLevel level, out ChildLimits limits)
+    /// <summary>
+    /// <paramref name="program"/> as <c>KEY=VALUE</c> entries: one variable per argument and per
+    /// environment entry, so no value needs escaping and each fits exec's limit for one entry as the
+    /// value itself does.
+    /// </summary>
+    public static IEnumerable<string> EncodeProgram(ExecProgram program)
     {
+        string[] argv = program.Argv;
+        yield return string.Create(CultureInfo.InvariantCulture, $"{ArgCountVariable}={argv.Length}");
+        for (int i = 0; i < argv.Length; i++)
+        {
+            yield return string.Create(CultureInfo.InvariantCulture, $"{ArgVariable}{i}={argv[i]}");
+        }
+        yield return string.Create(CultureInfo.InvariantCulture, $"{EnvCountVariable}={program.Environment.Count}");
+        for (int i = 0; i < program.Environment.Count; i++)
+        {
+            yield return string.Create(CultureInfo.InvariantCulture, $"{EnvVariable}{i}={program.Environment[i]}");
+        }
+        if (program.LocalName is not null)
+        {
+            yield return $"{LocalNameVariable}={program.LocalName}";
+        }
+    }
+
+    /// <summary>
+    /// In a spawned child: the role's settings, the connection, and the parent's program if it has one;
+    /// removes every variable of the role so the handler's own children do not see them. False (and
+    /// nothing changed) outside the child role.
+    /// </summary>
+    public static bool TryTake(out int fd, out Accepted accepted, out LogLevel level, out ChildLimits limits, out ExecProgram? program)
+    {
+        fd = -1;
+        accepted = new Accepted { FromSameIp = 1 };
         level = LogLevel.Normal;
         limits = new ChildLimits();
-        string? text = Environment.GetEnvironmentVariable(SettingsVariable);
-        if (text is null)
+        program = null;
+        string? fdText = Environment.GetEnvironmentVariable(FdVariable);
+        if (fdText is null)
         {
             return false;
         }
-        foreach (string pair in text.Split(';'))
+        if (!int.TryParse(fdText, NumberStyles.None, CultureInfo.InvariantCulture, out fd))
+        {
+            throw new InvalidOperationException($"{FdVariable}='{fdText}' is not a descriptor number");
+        }
+        accepted.Number = Number(ConnectionVariable) ?? 0;
+        accepted.FromSameIp = (int)(Number(FromSameIpVariable) ?? 1);
+        DecodeSettings(Environment.GetEnvironmentVariable(SettingsVariable), ref level, limits);
+        program = DecodeProgram();
+        foreach (string name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(IsRoleVariable).ToList())
+        {
+            Environment.SetEnvironmentVariable(name, null);
+        }
+        return true;
+    }
+
+    private static void DecodeSettings(string? text, ref LogLevel level, ChildLimits limits)
+    {
+        foreach (string pair in (text ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] kv = pair.Split('=', 2);
             long? n = kv.Length == 2 && long.TryParse(kv[1], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : null;
@@ -41,31 +105,27 @@ internal static class ChildRole
                 case "nproc": limits.Processes = n; break;
             }
         }
-        return true;
     }
-    public const int InheritedFd = 3;
 
-    /// <summary>True in a spawned child; removes the variables so the handler's own children do not see them.</summary>
-    public static bool TryTake(out int fd, out long number, out int fromSameIp)
+    private static ExecProgram? DecodeProgram()
     {
-        string? fdText = Environment.GetEnvironmentVariable(FdVariable);
-        fd = -1;
-        number = 0;
-        fromSameIp = 1;
-        if (fdText is null)
+        if (Number(ArgCountVariable) is not long argc || argc < 1)
         {
-            return false;
+            return null;
         }
-        Environment.SetEnvironmentVariable(FdVariable, null);
-        if (!int.TryParse(fdText, NumberStyles.None, CultureInfo.InvariantCulture, out fd))
+        string[] argv = new string[argc];
+        for (int i = 0; i < argc; i++)
         {
-            throw new InvalidOperationException($"{FdVariable}='{fdText}' is not a descriptor number");
+            argv[i] = Environment.GetEnvironmentVariable(string.Create(CultureInfo.InvariantCulture, $"{ArgVariable}{i}")) ?? "";
         }
-        long.TryParse(Environment.GetEnvironmentVariable(ConnectionVariable), NumberStyles.None, CultureInfo.InvariantCulture, out number);
-        Environment.SetEnvironmentVariable(ConnectionVariable, null);
-        int.TryParse(Environment.GetEnvironmentVariable(FromSameIpVariable), NumberStyles.None, CultureInfo.InvariantCulture, out fromSameIp);
-        Environment.SetEnvironmentVariable(FromSameIpVariable, null);
-        Environment.SetEnvironmentVariable(SettingsVariable, null);
-        return true;
+        var program = new ExecProgram(argv[0], argv[1..]) { LocalName = Environment.GetEnvironmentVariable(LocalNameVariable) };
+        for (long i = 0, n = Number(EnvCountVariable) ?? 0; i < n; i++)
+        {
+            program.Environment.Add(Environment.GetEnvironmentVariable(string.Create(CultureInfo.InvariantCulture, $"{EnvVariable}{i}")) ?? "");
+        }
+        return program;
     }
+
+    private static long? Number(string variable) =>
+        long.TryParse(Environment.GetEnvironmentVariable(variable), NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n : null;
 }

@@ -52,7 +52,7 @@ public sealed class ExecProgram
             }
             given[key] = entry;
         }
-        return NativeCommand.Environ([.. UcspiEnvironment.Names, ChildRole.FdVariable, ChildRole.ConnectionVariable, ChildRole.FromSameIpVariable, SignalMask.ReexecVariable, .. order])
+        return NativeCommand.Environ([.. UcspiEnvironment.Names, SignalMask.ReexecVariable, .. order])
             .Concat(order.Select(k => given[k]));
     }
 

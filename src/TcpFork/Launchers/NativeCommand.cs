@@ -51,13 +51,13 @@ internal sealed unsafe class NativeCommand : IDisposable
         return new NativeCommand(path, argv, Environ(remove).Concat(add).ToList());
     }
 
-    /// <summary>This process's environment as KEY=VALUE, less the named variables.</summary>
+    /// <summary>This process's environment as KEY=VALUE, less the named variables and less any of the spawned child role's.</summary>
     public static IEnumerable<string> Environ(IEnumerable<string> remove)
     {
         var skip = new HashSet<string>(remove, StringComparer.Ordinal);
         foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
         {
-            if (!skip.Contains((string)e.Key))
+            if (!skip.Contains((string)e.Key) && !ChildRole.IsRoleVariable((string)e.Key))
             {
                 yield return $"{e.Key}={e.Value}";
             }

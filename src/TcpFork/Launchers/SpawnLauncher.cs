@@ -15,12 +15,13 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     private readonly NativeCommand _command;
     private readonly SpawnAttributes _spawn = new();
 
-    public SpawnLauncher(TcpForkServerOptions options)
+    /// <summary>Spawns children in the role, given the parent's settings and its <paramref name="program"/> if it runs one.</summary>
+    public SpawnLauncher(TcpForkServerOptions options, ExecProgram? program)
     {
         _command = NativeCommand.ThisProgram(
-            remove: [ChildRole.FdVariable, ChildRole.ConnectionVariable, ChildRole.FromSameIpVariable, ChildRole.SettingsVariable, SignalMask.ReexecVariable],
+            remove: [SignalMask.ReexecVariable],
             add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.SettingsVariable}={ChildRole.EncodeSettings(options)}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
-                  $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}"]);
+                  $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}", .. program is null ? [] : ChildRole.EncodeProgram(program)]);
     }
 
     public string Name => "spawn";
