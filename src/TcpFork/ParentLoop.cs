@@ -29,7 +29,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly SafeFd _signals;
     private const int MaxEvents = 32;
     private const int SignalBufferSize = Interop.SignalFdInfoSize * 8;
-    private readonly EpollEvent* _events;
+    private readonly byte* _events;
     private readonly byte* _signalInfo;
     private readonly Counters* _n;
 
@@ -47,7 +47,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
         AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory)
     {
-        _events = memory.Allocate<EpollEvent>(MaxEvents);
+        _events = memory.Allocate<byte>(MaxEvents * EpollEvent.MaxSize);
         _signalInfo = memory.Allocate<byte>(SignalBufferSize);
         _n = memory.Allocate<Counters>(1);
         _listeners = listeners;
@@ -74,8 +74,9 @@ internal sealed unsafe class ParentLoop : IDisposable
         SignalMask.Block();
         _signals = new SafeFd((int)Interop.Check(Interop.SignalFd(-1, &set, Interop.SFD_NONBLOCK | Interop.SFD_CLOEXEC), "signalfd"));
         _epoll = new SafeFd((int)Interop.Check(Interop.EpollCreate1(Interop.EPOLL_CLOEXEC), "epoll_create1"));
-        EpollEvent ev = new() { Events = Interop.EPOLLIN, Data = SignalTag };
-        Interop.Check(Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, _signals.Fd, &ev), "epoll_ctl");
+        byte* ev = stackalloc byte[EpollEvent.MaxSize];
+        EpollEvent.Write(ev, Interop.EPOLLIN, SignalTag);
+        Interop.Check(Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, _signals.Fd, ev), "epoll_ctl");
     }
 
     /// <summary>
@@ -124,7 +125,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
         for (int i = 0; i < n; i++)
         {
-            ulong tag = _events[i].Data;
+            ulong tag = EpollEvent.DataAt(_events, i);
             if (tag == SignalTag)
             {
                 ReadSignals();
@@ -516,10 +517,11 @@ internal sealed unsafe class ParentLoop : IDisposable
         {
             return;
         }
+        byte* ev = stackalloc byte[EpollEvent.MaxSize];
         for (int i = 0; i < _listeners.Length; i++)
         {
-            EpollEvent ev = new() { Events = Interop.EPOLLIN, Data = (ulong)i };
-            Interop.Check(Interop.EpollCtl(_epoll.Fd, on ? Interop.EPOLL_CTL_ADD : Interop.EPOLL_CTL_DEL, _listeners[i].Fd.Fd, &ev), "epoll_ctl");
+            EpollEvent.Write(ev, Interop.EPOLLIN, (ulong)i);
+            Interop.Check(Interop.EpollCtl(_epoll.Fd, on ? Interop.EPOLL_CTL_ADD : Interop.EPOLL_CTL_DEL, _listeners[i].Fd.Fd, ev), "epoll_ctl");
         }
         _polling = on;
     }

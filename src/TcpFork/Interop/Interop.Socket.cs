@@ -77,7 +77,7 @@ internal static unsafe partial class Interop
         return Math.Min(*(uint*)(info + TcpInfoLastDataSent), *(uint*)(info + TcpInfoLastDataRecv));
     }
 
-    private const int SO_ATTACH_FILTER = 26;
+    internal const int SO_ATTACH_FILTER = 26;
 
     [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
     private static partial int SetSockOptFilter(int fd, int level, int name, SockFilterProgram* value, int len);

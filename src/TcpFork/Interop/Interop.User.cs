@@ -4,7 +4,7 @@ namespace TcpFork;
 
 internal static unsafe partial class Interop
 {
-    /// <summary>The start of glibc's struct passwd (x86-64).</summary>
+    /// <summary>The start of glibc's struct passwd (the same on every 64-bit Linux; InteropLayoutTests).</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct Passwd
     {

@@ -1,0 +1,160 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace TcpFork.Tests;
+
+/// <summary>
+/// Every struct layout and constant tcpfork declares for the kernel and glibc, checked against the C
+/// headers of each architecture it supports: the test writes a C file of <c>const long</c> values,
+/// compiles it to assembly with that architecture's gcc (the cross compiler for arm64: it need not run
+/// the code) and reads the values back. A layout only x86-64 gets right fails here on arm64.
+/// </summary>
+public partial class InteropLayoutTests
+{
+    /// <summary>(C expression, what tcpfork uses on <paramref name="arch"/>).</summary>
+    private static List<(string C, long Ours)> Facts(Architecture arch)
+    {
+        var facts = new List<(string, long)>
+        {
+            ("sizeof(struct epoll_event)", EpollEvent.LayoutOn(arch).Size),
+            ("offsetof(struct epoll_event, data)", EpollEvent.LayoutOn(arch).DataOffset),
+            ("sizeof(struct rlimit)", Marshal.SizeOf<Interop.RLimit>()),
+            ("offsetof(struct rlimit, rlim_max)", Marshal.OffsetOf<Interop.RLimit>(nameof(Interop.RLimit.Max))),
+            ("offsetof(struct passwd, pw_uid)", Marshal.OffsetOf<Interop.Passwd>(nameof(Interop.Passwd.Uid))),
+            ("offsetof(struct passwd, pw_gid)", Marshal.OffsetOf<Interop.Passwd>(nameof(Interop.Passwd.Gid))),
+            ("offsetof(struct group, gr_gid)", Marshal.OffsetOf<Interop.Group>(nameof(Interop.Group.Gid))),
+            ("sizeof(struct iovec)", Marshal.SizeOf<Interop.IoVec>()),
+            ("sizeof(sigset_t)", Marshal.SizeOf<SigSet>()),
+            ("sizeof(struct signalfd_siginfo)", Interop.SignalFdInfoSize),
+            ("sizeof(struct sockaddr_storage)", SockAddr.Capacity),
+            ("offsetof(struct statx, stx_mode)", Marshal.OffsetOf<StatX>(nameof(StatX.Mode))),
+            ("offsetof(struct statx, stx_ino)", Marshal.OffsetOf<StatX>(nameof(StatX.Inode))),
+            ("offsetof(struct statx, stx_size)", Marshal.OffsetOf<StatX>(nameof(StatX.Size))),
+            ("offsetof(struct statx, stx_dev_major)", Marshal.OffsetOf<StatX>(nameof(StatX.DevMajor))),
+            ("offsetof(struct statx, stx_dev_minor)", Marshal.OffsetOf<StatX>(nameof(StatX.DevMinor))),
+            ("sizeof(struct statx)", Marshal.SizeOf<StatX>()),
+            ("offsetof(struct tcp_info, tcpi_last_data_sent)", Interop.TcpInfoLastDataSent),
+            ("offsetof(struct tcp_info, tcpi_last_data_recv)", Interop.TcpInfoLastDataRecv),
+            ("O_CLOEXEC", Interop.O_CLOEXEC), ("O_NONBLOCK", Interop.O_NONBLOCK), ("F_SETPIPE_SZ", Interop.F_SETPIPE_SZ),
+            ("EPOLL_CLOEXEC", Interop.EPOLL_CLOEXEC), ("EPOLL_CTL_ADD", Interop.EPOLL_CTL_ADD), ("EPOLL_CTL_DEL", Interop.EPOLL_CTL_DEL),
+            ("EPOLL_CTL_MOD", Interop.EPOLL_CTL_MOD), ("EPOLLIN", Interop.EPOLLIN),
+            ("WNOHANG", Interop.WNOHANG),
+            ("PROT_READ", Interop.PROT_READ), ("PROT_WRITE", Interop.PROT_WRITE), ("MAP_PRIVATE", Interop.MAP_PRIVATE),
+            ("MAP_FIXED", Interop.MAP_FIXED), ("MAP_ANONYMOUS", Interop.MAP_ANONYMOUS), ("MFD_CLOEXEC", Interop.MFD_CLOEXEC),
+            ("MADV_WIPEONFORK", Interop.MADV_WIPEONFORK),
+            ("RLIMIT_CPU", Interop.RLIMIT_CPU), ("RLIMIT_NPROC", Interop.RLIMIT_NPROC), ("RLIMIT_NOFILE", Interop.RLIMIT_NOFILE), ("RLIMIT_AS", Interop.RLIMIT_AS),
+            ("SIGHUP", Interop.SIGHUP), ("SIGINT", Interop.SIGINT), ("SIGQUIT", Interop.SIGQUIT), ("SIGKILL", Interop.SIGKILL),
+            ("SIGPIPE", Interop.SIGPIPE), ("SIGTERM", Interop.SIGTERM), ("SIGCHLD", Interop.SIGCHLD),
+            ("SIG_BLOCK", Interop.SIG_BLOCK), ("SIG_UNBLOCK", Interop.SIG_UNBLOCK), ("SIG_SETMASK", Interop.SIG_SETMASK),
+            ("SFD_NONBLOCK", Interop.SFD_NONBLOCK), ("SFD_CLOEXEC", Interop.SFD_CLOEXEC),
+            ("AF_UNIX", Interop.AF_UNIX), ("AF_INET", Interop.AF_INET), ("AF_INET6", Interop.AF_INET6),
+            ("SOCK_STREAM", Interop.SOCK_STREAM), ("SOCK_NONBLOCK", Interop.SOCK_NONBLOCK), ("SOCK_CLOEXEC", Interop.SOCK_CLOEXEC),
+            ("SOL_SOCKET", Interop.SOL_SOCKET), ("SO_REUSEADDR", Interop.SO_REUSEADDR), ("SO_KEEPALIVE", Interop.SO_KEEPALIVE),
+            ("SO_ATTACH_FILTER", Interop.SO_ATTACH_FILTER), ("SO_RCVTIMEO", Interop.SO_RCVTIMEO), ("SO_SNDTIMEO", Interop.SO_SNDTIMEO),
+            ("IPPROTO_IPV6", Interop.IPPROTO_IPV6), ("IPV6_V6ONLY", Interop.IPV6_V6ONLY), ("IPPROTO_TCP", Interop.IPPROTO_TCP),
+            ("TCP_INFO", Interop.TCP_INFO), ("TCP_KEEPIDLE", Interop.TCP_KEEPIDLE), ("TCP_KEEPINTVL", Interop.TCP_KEEPINTVL),
+            ("TCP_KEEPCNT", Interop.TCP_KEEPCNT), ("SHUT_WR", Interop.SHUT_WR), ("MSG_NOSIGNAL", Interop.MSG_NOSIGNAL),
+            ("MSG_DONTWAIT", Interop.MSG_DONTWAIT), ("SPLICE_F_MOVE", Interop.SPLICE_F_MOVE),
+            ("AT_FDCWD", Interop.AT_FDCWD), ("AT_SYMLINK_NOFOLLOW", Interop.AT_SYMLINK_NOFOLLOW), ("AT_EMPTY_PATH", Interop.AT_EMPTY_PATH),
+            ("STATX_BASIC_STATS", Interop.STATX_BASIC_STATS),
+        };
+        facts.AddRange(Enum.GetValues<Errno>().Select(e => (e.ToString(), (long)e)));
+        return facts;
+    }
+
+    /// <summary>Opaque glibc types tcpfork only reserves room for: room at least as large as C's.</summary>
+    private static readonly (string C, long Room)[] Room =
+    [
+        ("sizeof(posix_spawnattr_t)", Interop.PosixSpawnAttrSize),
+        ("sizeof(posix_spawn_file_actions_t)", Interop.PosixSpawnFileActionsSize),
+        ("sizeof(struct tcp_info)", Interop.TcpInfoSize),
+    ];
+
+    private const string Headers = """
+        #define _GNU_SOURCE
+        #include <errno.h>
+        #include <fcntl.h>
+        #include <grp.h>
+        #include <netinet/in.h>
+        #include <netinet/tcp.h>
+        #include <pwd.h>
+        #include <signal.h>
+        #include <spawn.h>
+        #include <stddef.h>
+        #include <sys/epoll.h>
+        #include <sys/mman.h>
+        #include <sys/resource.h>
+        #include <sys/signalfd.h>
+        #include <sys/socket.h>
+        #include <sys/stat.h>
+        #include <sys/uio.h>
+        #include <sys/wait.h>
+        """;
+
+    public static TheoryData<string, Architecture> Compilers() => new()
+    {
+        { "gcc", Architecture.X64 },
+        { "aarch64-linux-gnu-gcc", Architecture.Arm64 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Every_layout_and_constant_matches_the_C_headers(string compiler, Architecture arch)
+    {
+        Assert.True(compiler != "gcc" || RuntimeInformation.ProcessArchitecture == Architecture.X64, "the native compiler's facts are x86-64's here");
+        string? gcc = Run.Which(compiler);
+        Assert.True(gcc is not null, $"{compiler} is not installed (.ci/run installs gcc and gcc-aarch64-linux-gnu)");
+        List<(string C, long Ours)> facts = Facts(arch);
+        long[] c = Evaluate(gcc!, [.. facts.Select(f => f.C), .. Room.Select(r => r.C)]);
+        var wrong = new List<string>();
+        for (int i = 0; i < facts.Count; i++)
+        {
+            if (c[i] != facts[i].Ours)
+            {
+                wrong.Add($"{facts[i].C}: C says {c[i]}, tcpfork uses {facts[i].Ours}");
+            }
+        }
+        for (int i = 0; i < Room.Length; i++)
+        {
+            if (c[facts.Count + i] > Room[i].Room)
+            {
+                wrong.Add($"{Room[i].C}: C needs {c[facts.Count + i]}, tcpfork reserves {Room[i].Room}");
+            }
+        }
+        Assert.True(wrong.Count == 0, $"on {arch}: " + string.Join("; ", wrong));
+    }
+
+    /// <summary>The values of <paramref name="expressions"/> as <paramref name="gcc"/>'s target computes them.</summary>
+    private static long[] Evaluate(string gcc, IReadOnlyList<string> expressions)
+    {
+        string dir = Directory.CreateTempSubdirectory("tcpfork-layout-").FullName;
+        try
+        {
+            var source = new StringBuilder(Headers).Append('\n');
+            for (int i = 0; i < expressions.Count; i++)
+            {
+                source.Append(CultureInfo.InvariantCulture, $"const long tcpfork_{i} = (long)({expressions[i]});\n");
+            }
+            string c = Path.Combine(dir, "layout.c"), s = Path.Combine(dir, "layout.s");
+            File.WriteAllText(c, source.ToString());
+            (int code, _, string stderr) = Run.Command(gcc, "-S", "-O0", "-o", s, c);
+            Assert.True(code == 0, $"{gcc}: {stderr}");
+            var values = new Dictionary<int, long>();
+            foreach (Match m in Constant().Matches(File.ReadAllText(s)))
+            {
+                // A zero is emitted as ".zero 8".
+                values[int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)] = m.Groups[2].Success ? long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture) : 0;
+            }
+            return [.. Enumerable.Range(0, expressions.Count).Select(i => values.TryGetValue(i, out long v) ? v : throw new InvalidDataException($"no value for {expressions[i]} in {gcc}'s output"))];
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [GeneratedRegex(@"^tcpfork_(\d+):\s*\n\s*\.(?:(?:quad|xword|8byte)\s+(-?\d+)|zero\s+8)", RegexOptions.Multiline)]
+    private static partial Regex Constant();
+}
