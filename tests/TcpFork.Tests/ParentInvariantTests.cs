@@ -15,10 +15,16 @@ public class ParentInvariantTests
         return (long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
     }
 
-    [Fact]
-    public async Task Invariant_3_the_accept_fork_reap_path_allocates_0_bytes_per_connection()
+    /// <summary>Every launcher: fork, spawn in the child role, a program spawned directly, a program through the child role.</summary>
+    [Theory]
+    [InlineData(Flavor.AotFork, "echo")]
+    [InlineData(Flavor.AotSpawn, "echo")]
+    [InlineData(Flavor.AotFork, "exec")]
+    [InlineData(Flavor.AotSpawn, "exec --limit-nofile 64")]
+    public async Task Invariant_3_the_accept_launch_reap_path_allocates_0_bytes_per_connection(Flavor flavor, string command)
     {
-        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork);
+        using ServerProcess server = command == "echo" ? ServerProcess.StartEcho(flavor)
+            : ServerProcess.StartExec(flavor, command.Split(' ')[1..], "cat");
         byte[] data = "x"u8.ToArray();
         for (int i = 0; i < 20; i++)
         {

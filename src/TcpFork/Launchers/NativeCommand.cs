@@ -64,8 +64,11 @@ internal sealed unsafe class NativeCommand : IDisposable
         }
     }
 
-    /// <summary>The bytes after <c>KEY=</c> of the environment entry <paramref name="key"/>, to rewrite in place.</summary>
-    public Span<byte> ValueOf(string key)
+    /// <summary>
+    /// Where the value of the environment entry <paramref name="key"/> starts, to rewrite in place per
+    /// use (found once, at start: looking it up allocates).
+    /// </summary>
+    public byte* ValueOf(string key)
     {
         byte[] prefix = Encoding.UTF8.GetBytes(key + "=");
         for (byte** e = Envp; *e != null; e++)
@@ -73,7 +76,7 @@ internal sealed unsafe class NativeCommand : IDisposable
             ReadOnlySpan<byte> entry = MemoryMarshal.CreateReadOnlySpanFromNullTerminated(*e);
             if (entry.StartsWith(prefix))
             {
-                return new Span<byte>(*e + prefix.Length, entry.Length - prefix.Length);
+                return *e + prefix.Length;
             }
         }
         throw new KeyNotFoundException(key);

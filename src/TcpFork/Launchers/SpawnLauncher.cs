@@ -14,6 +14,8 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     private const int NumberDigits = 20;
     private readonly NativeCommand _command;
     private readonly SpawnAttributes _spawn = new();
+    private readonly byte* _connectionNumber;
+    private readonly byte* _fromSameIp;
 
     /// <summary>Spawns children in the role, given the parent's settings and its <paramref name="program"/> if it runs one.</summary>
     public SpawnLauncher(TcpForkServerOptions options, ExecProgram? program)
@@ -22,6 +24,8 @@ internal sealed unsafe class SpawnLauncher : ILauncher
             remove: [SignalMask.ReexecVariable],
             add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.SettingsVariable}={ChildRole.EncodeSettings(options)}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
                   $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}", .. program is null ? [] : ChildRole.EncodeProgram(program)]);
+        _connectionNumber = _command.ValueOf(ChildRole.ConnectionVariable);
+        _fromSameIp = _command.ValueOf(ChildRole.FromSameIpVariable);
     }
 
     public string Name => "spawn";
@@ -29,8 +33,8 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     public int Launch(int fd, in Accepted connection, out Errno error)
     {
         var digits = new System.Buffers.StandardFormat('D', NumberDigits);
-        Utf8Formatter.TryFormat(connection.Number, _command.ValueOf(ChildRole.ConnectionVariable), out _, digits);
-        Utf8Formatter.TryFormat(connection.FromSameIp, _command.ValueOf(ChildRole.FromSameIpVariable), out _, digits);
+        Utf8Formatter.TryFormat(connection.Number, new Span<byte>(_connectionNumber, NumberDigits), out _, digits);
+        Utf8Formatter.TryFormat(connection.FromSameIp, new Span<byte>(_fromSameIp, NumberDigits), out _, digits);
 
         int pid;
         int rc = Interop.PosixSpawn(&pid, _command.Path, _spawn.Connection(fd, [ChildRole.InheritedFd]), _spawn.Attributes, _command.Argv, _command.Envp);
