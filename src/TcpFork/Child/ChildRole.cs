@@ -30,8 +30,24 @@ internal static class ChildRole
     /// <summary>True for a variable of the role (never passed on to a program or a grandchild).</summary>
     public static bool IsRoleVariable(string name) => name.StartsWith(Prefix, StringComparison.Ordinal);
 
+    /// <summary>Digits of <see cref="ConnectionVariable"/> and <see cref="FromSameIpVariable"/>, zero-padded, rewritten in place per connection.</summary>
+    public const int NumberDigits = 20;
+
+    /// <summary>
+    /// Every variable of the role for a child of a server with <paramref name="options"/> and
+    /// <paramref name="program"/> (null for a C# handler), the per-connection numbers as zeros.
+    /// </summary>
+    public static IEnumerable<string> Encode(TcpForkServerOptions options, ExecProgram? program) =>
+    [
+        $"{FdVariable}={InheritedFd}",
+        $"{SettingsVariable}={EncodeSettings(options)}",
+        $"{ConnectionVariable}={new string('0', NumberDigits)}",
+        $"{FromSameIpVariable}={new string('0', NumberDigits)}",
+        .. program is null ? [] : EncodeProgram(program),
+    ];
+
     /// <summary>What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N</c>.</summary>
-    public static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
+    private static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
         $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes}");
 
     /// <summary>
@@ -39,7 +55,7 @@ internal static class ChildRole
     /// environment entry, so no value needs escaping and each fits exec's limit for one entry as the
     /// value itself does.
     /// </summary>
-    public static IEnumerable<string> EncodeProgram(ExecProgram program)
+    private static IEnumerable<string> EncodeProgram(ExecProgram program)
     {
         string[] argv = program.Argv;
         yield return string.Create(CultureInfo.InvariantCulture, $"{ArgCountVariable}={argv.Length}");

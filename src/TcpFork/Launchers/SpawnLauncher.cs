@@ -11,7 +11,7 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class SpawnLauncher : ILauncher
 {
-    private const int NumberDigits = 20;
+    private const int NumberDigits = ChildRole.NumberDigits;
     private readonly NativeCommand _command;
     private readonly SpawnAttributes _spawn = new();
     private readonly byte* _connectionNumber;
@@ -20,10 +20,7 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     /// <summary>Spawns children in the role, given the parent's settings and its <paramref name="program"/> if it runs one.</summary>
     public SpawnLauncher(TcpForkServerOptions options, ExecProgram? program)
     {
-        _command = NativeCommand.ThisProgram(
-            remove: [SignalMask.ReexecVariable],
-            add: [$"{ChildRole.FdVariable}={ChildRole.InheritedFd}", $"{ChildRole.SettingsVariable}={ChildRole.EncodeSettings(options)}", $"{ChildRole.ConnectionVariable}={new string('0', NumberDigits)}",
-                  $"{ChildRole.FromSameIpVariable}={new string('0', NumberDigits)}", .. program is null ? [] : ChildRole.EncodeProgram(program)]);
+        _command = NativeCommand.ThisProgram(remove: [SignalMask.ReexecVariable], add: ChildRole.Encode(options, program));
         _connectionNumber = _command.ValueOf(ChildRole.ConnectionVariable);
         _fromSameIp = _command.ValueOf(ChildRole.FromSameIpVariable);
     }
