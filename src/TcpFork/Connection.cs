@@ -3,12 +3,6 @@ using System.Net.Sockets;
 
 namespace TcpFork;
 
-/// <summary>Handles one connection inside its own process; the return value is the process's exit code.</summary>
-public delegate int ConnectionHandler(Connection connection);
-
-/// <summary>Handles one connection asynchronously inside its own process (a fresh single-connection process, so async is fine there).</summary>
-public delegate Task<int> AsyncConnectionHandler(Connection connection);
-
 /// <summary>One accepted connection, as seen from the child process that serves it.</summary>
 public sealed unsafe class Connection
 {

@@ -22,6 +22,7 @@ public sealed class TcpForkServer
     private readonly bool _minimalChildren;
 
     /// <summary>Creates a server that runs the asynchronous <paramref name="handler"/> for every connection, each in its own process.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The two handler kinds differ by type; a null options is the common call.")]
     public TcpForkServer(AsyncConnectionHandler handler, TcpForkServerOptions? options = null)
         : this(Synchronous(handler), options)
     {
@@ -35,6 +36,7 @@ public sealed class TcpForkServer
     }
 
     /// <summary>Creates a server that runs <paramref name="handler"/> for every connection, each in its own process.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The two handler kinds differ by type; a null options is the common call.")]
     public TcpForkServer(ConnectionHandler handler, TcpForkServerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(handler);

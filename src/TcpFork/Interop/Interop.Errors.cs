@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace TcpFork;
 
-/// <summary>errno values used by tcpfork (Linux x86-64).</summary>
+/// <summary>errno values used by tcpfork (Linux's, the same on x86-64 and arm64: InteropLayoutTests).</summary>
 internal enum Errno
 {
     EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12,
@@ -10,26 +10,6 @@ internal enum Errno
     EPROTO = 71, ENOTSOCK = 88, ENOPROTOOPT = 92, EOPNOTSUPP = 95, EADDRINUSE = 98,
     EADDRNOTAVAIL = 99, ENETDOWN = 100, ENETUNREACH = 101, ECONNABORTED = 103, ECONNRESET = 104,
     ENOBUFS = 105, ENOTCONN = 107, ETIMEDOUT = 110, EHOSTDOWN = 112, EHOSTUNREACH = 113,
-}
-
-/// <summary>A failed system call: the call's name and its errno.</summary>
-public sealed class SystemCallException : IOException
-{
-    internal SystemCallException(string call, int errno)
-        : base($"{call}: {Describe(errno)}", errno)
-    {
-        Call = call;
-        Errno = errno;
-    }
-
-    /// <summary>The system call that failed, e.g. <c>bind</c>.</summary>
-    public string Call { get; }
-
-    /// <summary>The errno it failed with.</summary>
-    public int Errno { get; }
-
-    /// <summary>The C library's text for an errno (strerror).</summary>
-    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }
 
 internal static partial class Interop
