@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.CommandLine.Parsing;
 using TcpFork.Cli.Bench;
 
 namespace TcpFork.Cli;

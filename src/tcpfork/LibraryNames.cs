@@ -7,7 +7,7 @@ namespace TcpFork.Cli;
 internal static class LibraryNames
 {
     // Longest first: "…Mode = ProcessMode.Spawn" before "…Mode".
-    private static readonly (string Library, string Flag)[] Names =
+    private static readonly (string Library, string Flag)[] s_names =
     [
         ("TcpForkServerOptions.Mode = ProcessMode.Spawn", "--mode spawn"),
         ("TcpForkServerOptions.Mode = ProcessMode.Fork", "--mode fork"),
@@ -39,7 +39,7 @@ internal static class LibraryNames
         {
             return message;
         }
-        foreach ((string library, string flag) in Names)
+        foreach ((string library, string flag) in s_names)
         {
             message = message.Replace(library, flag, StringComparison.Ordinal);
         }

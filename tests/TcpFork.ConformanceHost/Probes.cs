@@ -17,7 +17,7 @@ internal sealed record ParentState(int ProcessId, int FirstSharedRandom, FileStr
 /// </summary>
 internal static partial class Probes
 {
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(10);
 
     [LibraryImport("libc", EntryPoint = "getpid")]
     private static partial int GetPid();
@@ -95,14 +95,14 @@ internal static partial class Probes
     {
         int count = 0;
         Parallel.For(0, 100, _ => Interlocked.Increment(ref count));
-        await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Task.Run(() => Interlocked.Increment(ref count)))).WaitAsync(Limit);
+        await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Task.Run(() => Interlocked.Increment(ref count)))).WaitAsync(s_limit);
         return Ok(count.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
     private static async Task<(string, int)> Delay()
     {
         var clock = Stopwatch.StartNew();
-        await Task.Delay(20).WaitAsync(Limit);
+        await Task.Delay(20).WaitAsync(s_limit);
         // The timer fires on the millisecond tick: up to a tick early is still a delay of 20 ms.
         return Ok(clock.ElapsedMilliseconds >= 15 ? "delayed" : $"early after {clock.Elapsed.TotalMilliseconds} ms");
     }
@@ -111,29 +111,29 @@ internal static partial class Probes
     {
         using var fired = new ManualResetEventSlim();
         using var timer = new Timer(_ => fired.Set(), null, 10, Timeout.Infinite);
-        return fired.Wait(Limit) ? Ok("fired") : ("fail timeout", 1);
+        return fired.Wait(s_limit) ? Ok("fired") : ("fail timeout", 1);
     }
 
     private static async Task<string> Http(string url)
     {
-        using var client = new HttpClient { Timeout = Limit };
+        using var client = new HttpClient { Timeout = s_limit };
         return await client.GetStringAsync(new Uri(url));
     }
 
     private static async Task<string> Tls(int port)
     {
         using var tcp = new TcpClient();
-        await tcp.ConnectAsync(IPAddress.Loopback, port).WaitAsync(Limit);
+        await tcp.ConnectAsync(IPAddress.Loopback, port).WaitAsync(s_limit);
         using var tls = new SslStream(tcp.GetStream(), false, (_, _, _, _) => true); // the test's throwaway certificate
-        await tls.AuthenticateAsClientAsync("localhost").WaitAsync(Limit);
+        await tls.AuthenticateAsClientAsync("localhost").WaitAsync(s_limit);
         return $"{tls.SslProtocol} {tls.RemoteCertificate?.Subject}";
     }
 
     private static async Task<(string, int)> Spawn()
     {
         using var echo = Process.Start(new ProcessStartInfo("/bin/echo", "from a grandchild") { RedirectStandardOutput = true })!;
-        string output = await echo.StandardOutput.ReadToEndAsync().WaitAsync(Limit);
-        await echo.WaitForExitAsync().WaitAsync(Limit);
+        string output = await echo.StandardOutput.ReadToEndAsync().WaitAsync(s_limit);
+        await echo.WaitForExitAsync().WaitAsync(s_limit);
         return Ok($"{output.Trim()} exit {echo.ExitCode}");
     }
 
@@ -167,7 +167,7 @@ internal static partial class Probes
         for (int i = 0; i < 10; i++)
         {
             // Each finalizer releases once: wait for ten releases, never longer than the limit in all.
-            if (!s_finalizedOne.Wait(Limit - clock.Elapsed < TimeSpan.Zero ? TimeSpan.Zero : Limit - clock.Elapsed))
+            if (!s_finalizedOne.Wait(s_limit - clock.Elapsed < TimeSpan.Zero ? TimeSpan.Zero : s_limit - clock.Elapsed))
             {
                 break;
             }
@@ -184,7 +184,7 @@ internal static partial class Probes
             GC.Collect();
             var waiter = new Thread(GC.WaitForPendingFinalizers) { IsBackground = true };
             waiter.Start();
-            if (!waiter.Join(Limit))
+            if (!waiter.Join(s_limit))
             {
                 return ($"fail timeout in round {round}", 1);
             }
@@ -213,8 +213,8 @@ internal static partial class Probes
     {
         var thread = new Thread(() => throw new InvalidOperationException("conformance crash"));
         thread.Start();
-        thread.Join(Limit);
-        Thread.Sleep(Limit);
+        thread.Join(s_limit);
+        Thread.Sleep(s_limit);
         return ("fail still alive", 1);
     }
 
@@ -227,7 +227,7 @@ internal static partial class Probes
             received.Set();
         });
         Kill(GetPid(), 15);
-        return received.Wait(Limit) ? Ok("handled") : ("fail timeout", 1);
+        return received.Wait(s_limit) ? Ok("handled") : ("fail timeout", 1);
     }
 
     private static (string, int) Exit(int code)

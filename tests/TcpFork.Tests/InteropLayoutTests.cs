@@ -65,7 +65,7 @@ public partial class InteropLayoutTests
     }
 
     /// <summary>Opaque glibc types tcpfork only reserves room for: room at least as large as C's.</summary>
-    private static readonly (string C, long Room)[] Room =
+    private static readonly (string C, long Room)[] s_room =
     [
         ("sizeof(posix_spawnattr_t)", Interop.PosixSpawnAttrSize),
         ("sizeof(posix_spawn_file_actions_t)", Interop.PosixSpawnFileActionsSize),
@@ -107,7 +107,7 @@ public partial class InteropLayoutTests
         string? gcc = Run.Which(compiler);
         Assert.True(gcc is not null, $"{compiler} is not installed (.ci/run installs gcc and gcc-aarch64-linux-gnu)");
         List<(string C, long Ours)> facts = Facts(arch);
-        long[] c = Evaluate(gcc!, [.. facts.Select(f => f.C), .. Room.Select(r => r.C)]);
+        long[] c = Evaluate(gcc!, [.. facts.Select(f => f.C), .. s_room.Select(r => r.C)]);
         var wrong = new List<string>();
         for (int i = 0; i < facts.Count; i++)
         {
@@ -116,11 +116,11 @@ public partial class InteropLayoutTests
                 wrong.Add($"{facts[i].C}: C says {c[i]}, tcpfork uses {facts[i].Ours}");
             }
         }
-        for (int i = 0; i < Room.Length; i++)
+        for (int i = 0; i < s_room.Length; i++)
         {
-            if (c[facts.Count + i] > Room[i].Room)
+            if (c[facts.Count + i] > s_room[i].Room)
             {
-                wrong.Add($"{Room[i].C}: C needs {c[facts.Count + i]}, tcpfork reserves {Room[i].Room}");
+                wrong.Add($"{s_room[i].C}: C needs {c[facts.Count + i]}, tcpfork reserves {s_room[i].Room}");
             }
         }
         Assert.True(wrong.Count == 0, $"on {arch}: " + string.Join("; ", wrong));

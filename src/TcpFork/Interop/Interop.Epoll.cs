@@ -15,7 +15,7 @@ internal static unsafe class EpollEvent
     public static (int Size, int DataOffset) LayoutOn(Architecture architecture) =>
         architecture is Architecture.X64 or Architecture.X86 ? (12, 4) : (16, 8);
 
-    private static readonly (int Size, int DataOffset) Layout = LayoutOn(RuntimeInformation.ProcessArchitecture);
+    private static readonly (int Size, int DataOffset) s_layout = LayoutOn(RuntimeInformation.ProcessArchitecture);
 
     /// <summary>Room for one event on any architecture (a stack buffer; an array of events takes <see cref="MaxSize"/> each).</summary>
     public const int MaxSize = 16;
@@ -23,11 +23,11 @@ internal static unsafe class EpollEvent
     public static void Write(byte* ev, uint events, ulong data)
     {
         *(uint*)ev = events;
-        *(ulong*)(ev + Layout.DataOffset) = data; // unaligned only on x86-64, which allows it
+        *(ulong*)(ev + s_layout.DataOffset) = data; // unaligned only on x86-64, which allows it
     }
 
     /// <summary>The data of event <paramref name="index"/> in an array filled by epoll_wait.</summary>
-    public static ulong DataAt(byte* events, int index) => *(ulong*)(events + (index * Layout.Size) + Layout.DataOffset);
+    public static ulong DataAt(byte* events, int index) => *(ulong*)(events + (index * s_layout.Size) + s_layout.DataOffset);
 }
 
 internal static unsafe partial class Interop

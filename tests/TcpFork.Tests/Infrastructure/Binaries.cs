@@ -17,21 +17,21 @@ public enum Flavor
 /// </summary>
 public static class Binaries
 {
-    private static readonly Lazy<string> Aot = new(() => Environment.GetEnvironmentVariable("TCPFORK_AOT_BINARY") is { Length: > 0 } given
+    private static readonly Lazy<string> s_aot = new(() => Environment.GetEnvironmentVariable("TCPFORK_AOT_BINARY") is { Length: > 0 } given
         ? given : PublishAot(Path.Combine("src", "tcpfork", "tcpfork.Cli.csproj"), "test-aot", "tcpfork"), LazyThreadSafetyMode.ExecutionAndPublication);
 
-    private static readonly Lazy<string> TestHostAot = new(() =>
+    private static readonly Lazy<string> s_testHostAot = new(() =>
         PublishAot(Path.Combine("tests", "TcpFork.TestHost", "TcpFork.TestHost.csproj"), "test-aot-host", "TcpFork.TestHost"), LazyThreadSafetyMode.ExecutionAndPublication);
 
-    private static readonly Lazy<string> ConformanceHostAot = new(() =>
+    private static readonly Lazy<string> s_conformanceHostAot = new(() =>
         PublishAot(Path.Combine("tests", "TcpFork.ConformanceHost", "TcpFork.ConformanceHost.csproj"), "test-aot-conformance", "TcpFork.ConformanceHost"), LazyThreadSafetyMode.ExecutionAndPublication);
 
-    private static readonly Lazy<string> KeyValueAot = new(() =>
+    private static readonly Lazy<string> s_keyValueAot = new(() =>
         PublishAot(Path.Combine("samples", "KeyValue", "KeyValue.csproj"), "test-aot-keyvalue", "KeyValue"), LazyThreadSafetyMode.ExecutionAndPublication);
 
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    private static readonly Lazy<string> NoCloseRangeWrapper = new(() =>
+    private static readonly Lazy<string> s_noCloseRangeWrapper = new(() =>
     {
         string output = Path.Combine(RepoRoot, "artifacts", "test-native", "no-close-range");
         Directory.CreateDirectory(Path.GetDirectoryName(output)!);
@@ -41,7 +41,7 @@ public static class Binaries
     }, LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>A wrapper that runs a program with close_range(2) failing with ENOSYS (Infrastructure/no-close-range.c, built with gcc).</summary>
-    public static string NoCloseRange => NoCloseRangeWrapper.Value;
+    public static string NoCloseRange => s_noCloseRangeWrapper.Value;
 
     /// <summary>
     /// Held around every publish and pack: they all build src/TcpFork in Release into the same obj/,
@@ -49,7 +49,7 @@ public static class Binaries
     /// </summary>
     public static readonly object BuildLock = new();
 
-    public static string AotBinary => Aot.Value;
+    public static string AotBinary => s_aot.Value;
 
     /// <summary>The JIT apphost next to the test assembly (the CLI is a project reference).</summary>
     public static string JitBinary
@@ -63,13 +63,13 @@ public static class Binaries
     }
 
     /// <summary>The library test host (tests/TcpFork.TestHost): NativeAOT for fork, the JIT build otherwise.</summary>
-    public static string TestHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.TestHost") : TestHostAot.Value;
+    public static string TestHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.TestHost") : s_testHostAot.Value;
 
     /// <summary>The conformance suite's program (tests/TcpFork.ConformanceHost): NativeAOT for fork and AOT spawn, the JIT build otherwise.</summary>
-    public static string ConformanceHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.ConformanceHost") : ConformanceHostAot.Value;
+    public static string ConformanceHost(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("TcpFork.ConformanceHost") : s_conformanceHostAot.Value;
 
     /// <summary>The sample key-value server: NativeAOT for fork, the JIT build otherwise.</summary>
-    public static string KeyValue(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("KeyValue") : KeyValueAot.Value;
+    public static string KeyValue(Flavor flavor) => flavor == Flavor.JitSpawn ? BesideTests("KeyValue") : s_keyValueAot.Value;
 
     private static string BesideTests(string name)
     {
