@@ -211,7 +211,7 @@ public partial class HardeningTests
         server.Signal(Native.SIGTERM);
         server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
         server.Signal(Native.SIGTERM);
-        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children$");
+        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children, SIGKILL to any left in 2 s$");
         Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
         Assert.DoesNotContain(server.StderrLines, l => l.Contains("drain timeout", StringComparison.Ordinal));
     }
