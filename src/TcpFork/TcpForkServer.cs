@@ -72,14 +72,24 @@ public sealed class TcpForkServer
     {
         ArgumentNullException.ThrowIfNull(handler);
         exitCode = 0;
-        if (!ChildRole.TryDecodeSettings(out LogLevel level, out ChildLimits limits)
+        if (!ChildRole.TryDecodeSettings(out LogLevel level, out ChildLimits limits, out int parent)
             || !ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
         {
             return false;
         }
+        DieWithParent(parent);
         var log = new ServerLog(level) { ChildLineByLine = true };
         exitCode = ChildProcess.Serve(new Connection(fd, new Accepted { Number = number, FromSameIp = fromSameIp }, log), handler, limits);
         return true;
+    }
+
+    /// <summary>A spawned child of a parent with <see cref="TcpForkServerOptions.DieWithParent"/>: before its handler, and before the exec of a program.</summary>
+    private static void DieWithParent(int parent)
+    {
+        if (parent > 0)
+        {
+            ChildProcess.DieWithParent(parent);
+        }
     }
 
     /// <summary>True where fork mode is safe: NativeAOT (no JIT) on Linux. See docs/fork-safety.md.</summary>
@@ -118,8 +128,10 @@ public sealed class TcpForkServer
     public int Run()
     {
         var log = new ServerLog(_options.LogLevel);
+        ChildRole.TryDecodeSettings(out _, out _, out int parent);
         if (ChildRole.TryTake(out int fd, out long number, out int fromSameIp))
         {
+            DieWithParent(parent);
             var accepted = new Accepted { Number = number, FromSameIp = fromSameIp };
             log.ChildLineByLine = true;
             return ChildProcess.Serve(new Connection(fd, accepted, log), _handler, _options.Limits);
@@ -198,8 +210,9 @@ public sealed class TcpForkServer
 
     /// <summary>
     /// A program without resource limits is spawned directly (posix_spawnp, like tcpserver's fork+exec
-    /// but without copying the parent). Limits must be set between fork and exec, so then the program
-    /// runs from a tcpfork child (forked, or spawned in the child role) that sets them and execs it.
+    /// but without copying the parent). Limits and the parent-death signal must be set between fork and
+    /// exec, so then the program runs from a tcpfork child (forked, or spawned in the child role) that
+    /// sets them and execs it.
     /// </summary>
     private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ImageData? image)
     {
@@ -207,12 +220,15 @@ public sealed class TcpForkServer
         {
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren) : new SpawnLauncher(_options);
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren, _options.DieWithParent) : new SpawnLauncher(_options);
     }
 
-    /// <summary>True when children are the program itself, spawned with no tcpfork code in between.</summary>
+    /// <summary>
+    /// True when children are the program itself, spawned with no tcpfork code in between: not when the
+    /// child must act before exec (limits, <see cref="TcpForkServerOptions.DieWithParent"/>).
+    /// </summary>
     [System.Diagnostics.CodeAnalysis.MemberNotNullWhen(true, nameof(_program))]
-    private bool ExecsDirectly => _program is not null && !_options.Limits.Any;
+    private bool ExecsDirectly => _program is not null && !_options.Limits.Any && !_options.DieWithParent;
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
     {

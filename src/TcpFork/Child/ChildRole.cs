@@ -14,15 +14,19 @@ internal static class ChildRole
     public const string FromSameIpVariable = "TCPFORK_FROM_SAME_IP";
     public const string SettingsVariable = "TCPFORK_CHILD_SETTINGS";
 
-    /// <summary>What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N</c>.</summary>
+    /// <summary>
+    /// What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N;parent=PID</c>,
+    /// where <c>parent</c> (with <see cref="TcpForkServerOptions.DieWithParent"/>, else empty) is the pid to die with.
+    /// </summary>
     public static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes}");
+        $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
 
-    /// <summary>Reads <see cref="SettingsVariable"/>; false when the parent did not set it.</summary>
-    public static bool TryDecodeSettings(out LogLevel level, out ChildLimits limits)
+    /// <summary>Reads <see cref="SettingsVariable"/>; false when the parent did not set it. <paramref name="dieWithParent"/>: the parent's pid, or 0.</summary>
+    public static bool TryDecodeSettings(out LogLevel level, out ChildLimits limits, out int dieWithParent)
     {
         level = LogLevel.Normal;
         limits = new ChildLimits();
+        dieWithParent = 0;
         string? text = Environment.GetEnvironmentVariable(SettingsVariable);
         if (text is null)
         {
@@ -39,6 +43,7 @@ internal static class ChildRole
                 case "cpu": limits.CpuSeconds = n; break;
                 case "nofile": limits.OpenFiles = n; break;
                 case "nproc": limits.Processes = n; break;
+                case "parent": dieWithParent = (int)(n ?? 0); break;
             }
         }
         return true;
