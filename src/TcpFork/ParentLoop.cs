@@ -17,6 +17,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly Listener[] _listeners;
     private readonly ILauncher _launcher;
     private readonly ServerLog _log;
+    private readonly RepeatedWarnings _repeats;
     private readonly TcpForkServerOptions _options;
     private readonly ChildTable _children;
     private readonly AccessPolicy _policy;
@@ -53,6 +54,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _listeners = listeners;
         _launcher = launcher;
         _log = log;
+        _repeats = new RepeatedWarnings(log, memory);
         _options = options;
         _policy = policy;
         _reloadRules = reloadRules;
@@ -107,6 +109,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             RunTimers();
             _log.Flush();
         }
+        _repeats.Tick(Environment.TickCount64, all: true);
         if (_log.IsNormal)
         {
             _log.Write($"exit: {_n->Served} connections; {_n->Drained} drained, {_n->Terminated} terminated, {_n->Killed} killed");
@@ -198,12 +201,15 @@ internal sealed unsafe class ParentLoop : IDisposable
             case Errno.EAGAIN:
                 return;
             case Errno.EMFILE or Errno.ENFILE or Errno.ENOBUFS or Errno.ENOMEM:
-                _log.Write($"warning: accept: {Interop.ErrorText(error)}; pausing {_options.ErrorBackoff.TotalMilliseconds} ms");
+                if (_repeats.First(Repeat.AcceptPaused, error, Environment.TickCount64))
+                {
+                    _log.Write($"warning: accept: {Interop.ErrorText(error)}; pausing {_options.ErrorBackoff.TotalMilliseconds} ms");
+                }
                 BackOff();
                 return;
             default:
                 // ECONNABORTED, EPROTO, network errors: that connection is gone; the next is fine.
-                if (_log.IsNormal)
+                if (_log.IsNormal && _repeats.First(Repeat.AcceptFailed, error, Environment.TickCount64))
                 {
                     _log.Write($"warning: accept: {Interop.ErrorText(error)}");
                 }
@@ -215,6 +221,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private void Launch(int fd, in SockAddr peer)
     {
         long now = Environment.TickCount64;
+        _repeats.Cleared(Repeat.AcceptPaused, now);
         Accepted c = default;
         c.Peer = peer;
         if (_needLocalAddress)
@@ -242,13 +249,17 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
         if (pid < 0)
         {
-            _log.Write($"warning: unable to {_launcher.Action}: {Interop.ErrorText(error)}; closed connection from {peer}");
+            if (_repeats.First(Repeat.LaunchFailed, error, now, _launcher.Action))
+            {
+                _log.Write($"warning: unable to {_launcher.Action}: {Interop.ErrorText(error)}; closed connection from {peer}");
+            }
             if (error is Errno.EAGAIN or Errno.ENOMEM)
             {
                 BackOff();
             }
             return;
         }
+        _repeats.Cleared(Repeat.LaunchFailed, now);
         _children.Add(pid, peer, now, _keepConnections ? fd : -1);
         _policy.Started(peer, now);
         if (_log.IsNormal)
@@ -273,7 +284,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             }
         }
         Interop.Close(fd);
-        if (verdict == Verdict.DenyTableFull)
+        if (verdict == Verdict.DenyTableFull && _repeats.First(Repeat.TableFull, 0, Environment.TickCount64))
         {
             _log.Write($"warning: per-IP table: every slot of this client's bucket has open connections; refused {c.Peer} ({_policy.Peers.Refused} so far)");
         }
@@ -476,6 +487,13 @@ internal sealed unsafe class ParentLoop : IDisposable
             if (_log.IsNormal)
             {
                 LogEnd(pid, status);
+            }
+            if (_launcher.StartFailureStatus >= 0)
+            {
+                CheckStarted(pid, status, started);
+            }
+            if (_log.IsNormal)
+            {
                 _log.Write($"status: {_children.Count}/{_children.Capacity}");
             }
         }
@@ -486,6 +504,25 @@ internal sealed unsafe class ParentLoop : IDisposable
         else if (!_polling && CanAccept())
         {
             SetPolling(true);
+        }
+    }
+
+    /// <summary>
+    /// A spawned child that exits with the status of a .NET runtime that could not start (before Main,
+    /// so before its handler) gets a line saying why that usually happens: the NativeAOT runtime exits
+    /// without a word when it cannot create its finalizer thread. A handler may return that status too,
+    /// hence "usually"; the line is rate-limited like every per-connection warning.
+    /// </summary>
+    private void CheckStarted(int pid, int status, long started)
+    {
+        long now = Environment.TickCount64;
+        if ((status & 0x7f) != 0 || ((status >> 8) & 0xff) != _launcher.StartFailureStatus)
+        {
+            _repeats.Cleared(Repeat.ChildStartFailed, now);
+        }
+        else if (_repeats.First(Repeat.ChildStartFailed, 0, now))
+        {
+            _log.Write($"warning: {pid} exited {_launcher.StartFailureStatus} after {now - started} ms, as a .NET runtime that could not start: its handler most likely never ran; usually no thread could be created (a pids cgroup's pids.max, RLIMIT_NPROC) or no memory mapped");
         }
     }
 
@@ -561,6 +598,18 @@ internal sealed unsafe class ParentLoop : IDisposable
             _phaseDeadline = 0;
             _stopRepeated = true;
         }
+        else if (_phase is Phase.Terminating or Phase.Killing)
+        {
+            // Nothing more to do: the children have SIGTERM already, and SIGKILL comes at the end of the grace period.
+            if (_phase == Phase.Terminating)
+            {
+                _log.Write($"stop: {name} again; already terminating {_children.Count} children, SIGKILL to any left in {Math.Max(0, _phaseDeadline - Environment.TickCount64) / 1000.0:0.#} s");
+            }
+            else
+            {
+                _log.Write($"stop: {name} again; already sent SIGKILL, waiting for {_children.Count} children");
+            }
+        }
     }
 
     private bool _stopRepeated;
@@ -585,6 +634,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private void RunTimers()
     {
         long now = Environment.TickCount64;
+        _repeats.Tick(now);
         if (now >= _nextTimeoutCheck)
         {
             CheckTimeouts(now);
@@ -606,13 +656,14 @@ internal sealed unsafe class ParentLoop : IDisposable
         {
             case Phase.Draining:
                 _n->Terminated = _children.SignalAll(Interop.SIGTERM);
+                double grace = _options.KillGrace.TotalSeconds;
                 if (_stopRepeated)
                 {
-                    _log.Write($"stop: second stop signal; sent SIGTERM to {_n->Terminated} children");
+                    _log.Write($"stop: second stop signal; sent SIGTERM to {_n->Terminated} children, SIGKILL to any left in {grace} s");
                 }
                 else
                 {
-                    _log.Write($"stop: drain timeout; sent SIGTERM to {_n->Terminated} children");
+                    _log.Write($"stop: drain timeout; sent SIGTERM to {_n->Terminated} children, SIGKILL to any left in {grace} s");
                 }
                 _phase = Phase.Terminating;
                 _phaseDeadline = now + (long)_options.KillGrace.TotalMilliseconds;

@@ -77,13 +77,23 @@ public sealed class TcpForkServer
     {
         ArgumentNullException.ThrowIfNull(handler);
         exitCode = 0;
-        if (!ChildRole.TryTake(out int fd, out Accepted accepted, out LogLevel level, out ChildLimits limits, out ExecProgram? program))
+        if (!ChildRole.TryTake(out int fd, out Accepted accepted, out ChildRole.Settings settings, out ExecProgram? program))
         {
             return false;
         }
-        var log = new ServerLog(level) { ChildLineByLine = true };
-        exitCode = ChildProcess.Serve(new Connection(fd, accepted, log), program is null ? handler : ExecHandler.For(program, limits), limits);
+        DieWithParent(settings.Parent);
+        var log = new ServerLog(settings.Level) { ChildLineByLine = true };
+        exitCode = ChildProcess.Serve(new Connection(fd, accepted, log), program is null ? handler : ExecHandler.For(program, settings.Limits), settings.Limits);
         return true;
+    }
+
+    /// <summary>A spawned child of a parent with <see cref="TcpForkServerOptions.DieWithParent"/>: before its handler, and before the exec of a program.</summary>
+    private static void DieWithParent(int parent)
+    {
+        if (parent > 0)
+        {
+            ChildProcess.DieWithParent(parent);
+        }
     }
 
     /// <summary>True where fork mode is safe: NativeAOT (no JIT) on Linux. See docs/fork-safety.md.</summary>
@@ -200,8 +210,9 @@ public sealed class TcpForkServer
 
     /// <summary>
     /// A program without resource limits is spawned directly (posix_spawnp, like tcpserver's fork+exec
-    /// but without copying the parent). Limits must be set between fork and exec, so then the program
-    /// runs from a tcpfork child (forked, or spawned in the child role) that sets them and execs it.
+    /// but without copying the parent). Limits and the parent-death signal must be set between fork and
+    /// exec, so then the program runs from a tcpfork child (forked, or spawned in the child role) that
+    /// sets them and execs it.
     /// </summary>
     private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ImageData? image)
     {
@@ -209,12 +220,15 @@ public sealed class TcpForkServer
         {
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren) : new SpawnLauncher(_options, _program);
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren, _options.DieWithParent) : new SpawnLauncher(_options, _program);
     }
 
-    /// <summary>True when children are the program itself, spawned with no tcpfork code in between.</summary>
+    /// <summary>
+    /// True when children are the program itself, spawned with no tcpfork code in between: not when the
+    /// child must act before exec (limits, <see cref="TcpForkServerOptions.DieWithParent"/>).
+    /// </summary>
     [System.Diagnostics.CodeAnalysis.MemberNotNullWhen(true, nameof(_program))]
-    private bool ExecsDirectly => _program is not null && !_options.Limits.Any;
+    private bool ExecsDirectly => _program is not null && !_options.Limits.Any && !_options.DieWithParent;
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
     {

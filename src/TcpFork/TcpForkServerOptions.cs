@@ -45,6 +45,18 @@ public sealed class TcpForkServerOptions
     /// </summary>
     public int KeepAliveCount { get; set; } = 4;
 
+    /// <summary>
+    /// Whether children end when the parent dies without a drain (SIGKILL, a crash, the OOM killer): each
+    /// child asks the kernel for SIGKILL when its parent goes (prctl PR_SET_PDEATHSIG). SIGKILL, because
+    /// a parent that died cannot give the grace period and the follow-up SIGKILL a SIGTERM would need.
+    /// The signal reaches the child itself (the forked or spawned process, or the program it executes),
+    /// not what that one started; a set-user-ID program loses it at exec. With an
+    /// <see cref="ExecProgram"/> and no limits the program is then started through a tcpfork child (fork or
+    /// spawn), which sets it before exec, instead of spawned directly. A clean stop (SIGTERM) drains as
+    /// always. Defaults to false: like tcpserver's, children finish their connections when the parent dies.
+    /// </summary>
+    public bool DieWithParent { get; set; }
+
     /// <summary>How long the parent stops accepting after a resource error (EMFILE, a failed fork…). Defaults to 100 ms.</summary>
     public TimeSpan ErrorBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
 

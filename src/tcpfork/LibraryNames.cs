@@ -19,6 +19,7 @@ internal static class LibraryNames
         ("TcpForkServerOptions.MaxPerIpMessage", "--max-per-ip-message"),
         ("TcpForkServerOptions.MaxConnections", "--max-connections"),
         ("TcpForkServerOptions.Ipv6Prefix", "--ipv6-prefix"),
+        ("TcpForkServerOptions.DieWithParent", "--die-with-parent"),
         ("TcpForkServerOptions.DrainTimeout", "--drain-timeout"),
         ("TcpForkServerOptions.IdleTimeout", "--idle-timeout"),
         ("TcpForkServerOptions.MaxLifetime", "--max-lifetime"),

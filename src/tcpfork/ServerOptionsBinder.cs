@@ -109,6 +109,11 @@ internal sealed class ServerOptionsBinder
     private readonly Option<string?> _user = new("--user") { Description = "After binding, run as this user (and its group).", HelpName = "NAME" };
     private readonly Option<string?> _group = new("--group") { Description = "After binding, run with this group.", HelpName = "NAME" };
 
+    private readonly Option<bool> _dieWithParent = new("--die-with-parent")
+    {
+        Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
+    };
+
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each child's progress." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log errors only." };
 
@@ -120,7 +125,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_backlog);
         command.Options.Add(_drainTimeout);
         command.Options.Add(_keepAlive);
-        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group })
+        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group, _dieWithParent })
         {
             command.Options.Add(o);
         }
@@ -175,6 +180,7 @@ internal sealed class ServerOptionsBinder
         o.Limits.Processes = r.GetValue(_limitNproc);
         o.User = r.GetValue(_user);
         o.Group = r.GetValue(_group);
+        o.DieWithParent = r.GetValue(_dieWithParent);
         return o;
     }
 

@@ -8,63 +8,82 @@ namespace TcpFork.Tests;
 /// </summary>
 public class FaultTests
 {
-    private const string PidsRoot = "/sys/fs/cgroup/pids";
-
     [SkippableTheory]
     [InlineData(Flavor.AotFork)]
     [InlineData(Flavor.AotSpawn)]
     public async Task When_fork_fails_the_connection_is_closed_and_the_server_carries_on(Flavor flavor)
     {
-        Skip.IfNot(Directory.Exists(PidsRoot) && File.Exists(Path.Combine(PidsRoot, "cgroup.procs")),
-            $"FAULT NOT SET UP: no pids cgroup (v1) at {PidsRoot}; cannot make fork fail on purpose");
-        string group = Path.Combine(PidsRoot, $"tcpfork-test-{Guid.NewGuid():N}");
-        try
-        {
-            Directory.CreateDirectory(group);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            Skip.If(true, $"FAULT NOT SET UP: cannot create a pids cgroup ({e.Message}); run as root");
-        }
+        using var group = new PidsGroup();
         using ServerProcess server = ServerProcess.StartEcho(flavor);
         try
         {
-            File.WriteAllText(Path.Combine(group, "cgroup.procs"), server.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            group.Add(server.Pid);
             // Threads count toward pids.max: with the limit at the current count, fork/spawn gets EAGAIN.
-            File.WriteAllText(Path.Combine(group, "pids.max"), File.ReadAllText(Path.Combine(group, "pids.current")).Trim());
-
-            using (Socket s = EchoClient.Connect(server.Port))
-            {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-                await s.SendAsync("lost"u8.ToArray(), SocketFlags.None, cts.Token);
-                byte[] back;
-                try
-                {
-                    back = await EchoClient.ReadToEndAsync(s, cts.Token);
-                }
-                catch (SocketException)
-                {
-                    back = [];
-                }
-                Assert.Empty(back); // closed, not echoed
-            }
+            group.AllowMore(0);
+            await AssertClosedUnservedAsync(server.Port, "lost"u8.ToArray());
             server.WaitForLog(@"^tcpfork: warning: unable to (fork|spawn): Resource temporarily unavailable; closed connection from 127\.0\.0\.1:\d+$");
 
-            File.WriteAllText(Path.Combine(group, "pids.max"), "max");
+            group.Unlimit();
             await Task.Delay(300); // past the back-off
             Assert.Equal("back"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "back"u8.ToArray()));
             Assert.False(server.HasExited);
         }
         finally
         {
-            File.WriteAllText(Path.Combine(group, "pids.max"), "max");
+            group.Unlimit();
             server.Dispose();
-            for (int i = 0; i < 100 && File.ReadAllText(Path.Combine(group, "cgroup.procs")).Trim().Length > 0; i++)
-            {
-                await Task.Delay(50);
-            }
-            Directory.Delete(group);
         }
+    }
+
+    /// <summary>
+    /// Room for the spawn itself but not for one more thread: the child's runtime cannot start, and
+    /// exits before Main — silently under NativeAOT (255), with the host's "Failed to create CoreCLR"
+    /// under the JIT (137). The parent says what that status means.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(Flavor.AotSpawn, 255)]
+    [InlineData(Flavor.JitSpawn, 137)]
+    public async Task A_spawned_child_whose_runtime_cannot_start_is_logged_with_the_reason(Flavor flavor, int status)
+    {
+        using var group = new PidsGroup();
+        using ServerProcess server = ServerProcess.StartEcho(flavor);
+        try
+        {
+            group.Add(server.Pid);
+            group.AllowMore(1);
+            await AssertClosedUnservedAsync(server.Port, "lost"u8.ToArray());
+            string line = server.WaitForLog(@"^tcpfork: warning: \d+ exited \d+ after \d+ ms, as a \.NET runtime that could not start: its handler most likely never ran; usually no thread could be created \(a pids cgroup's pids\.max, RLIMIT_NPROC\) or no memory mapped$");
+            string pid = line.Split(' ')[2];
+            Assert.Contains($"tcpfork: end {pid} status {status}", server.StderrLines);
+            Assert.StartsWith($"tcpfork: warning: {pid} exited {status} after", line, StringComparison.Ordinal);
+
+            group.Unlimit();
+            Assert.Equal("back"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "back"u8.ToArray()));
+            Assert.Single(server.StderrLines, l => l.Contains("could not start", StringComparison.Ordinal));
+        }
+        finally
+        {
+            group.Unlimit();
+            server.Dispose();
+        }
+    }
+
+    /// <summary>Sends <paramref name="data"/> and asserts the connection ends without it echoed (closed, or reset).</summary>
+    private static async Task AssertClosedUnservedAsync(int port, byte[] data)
+    {
+        using Socket s = EchoClient.Connect(port);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await s.SendAsync(data, SocketFlags.None, cts.Token);
+        byte[] back;
+        try
+        {
+            back = await EchoClient.ReadToEndAsync(s, cts.Token);
+        }
+        catch (SocketException)
+        {
+            back = [];
+        }
+        Assert.Empty(back); // closed, not echoed
     }
 
     [Fact]
@@ -82,6 +101,39 @@ public class FaultTests
             server.WaitForLog(@"^tcpfork: warning: accept: Too many open files; pausing 100 ms$");
             SetFileLimit(server.Pid, old);
             Assert.Equal("served later"u8.ToArray(), await EchoClient.ExchangeAsync(s, "served later"u8.ToArray()));
+        }
+        finally
+        {
+            SetFileLimit(server.Pid, old);
+        }
+    }
+
+    /// <summary>
+    /// While accept fails with EMFILE the parent pauses 100 ms and tries again: ten warnings a second
+    /// before repeats were counted. Now the first is written, the rest are one summary line with the count.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Repeated_EMFILE_warnings_are_counted_not_repeated(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor);
+        var open = Directory.GetFiles($"/proc/{server.Pid}/fd").Select(f => int.Parse(Path.GetFileName(f), System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
+        int lowestFree = Enumerable.Range(0, 100_000).First(fd => !open.Contains(fd));
+        Native.RLimit old = GetFileLimit(server.Pid);
+        SetFileLimit(server.Pid, new Native.RLimit { Current = (ulong)lowestFree, Max = old.Max });
+        try
+        {
+            using Socket s = EchoClient.Connect(server.Port);
+            server.WaitForLog(@"^tcpfork: warning: accept: Too many open files; pausing 100 ms$");
+            // The condition lasting: about 15 more failed accepts at one per 100 ms back-off.
+            await Task.Delay(1500);
+            SetFileLimit(server.Pid, old);
+            Assert.Equal("served later"u8.ToArray(), await EchoClient.ExchangeAsync(s, "served later"u8.ToArray()));
+            string summary = server.WaitForLog(@"^tcpfork: warning: accept: Too many open files; repeated \d+ times in the last [\d.]+ s; cleared$");
+            int repeated = int.Parse(summary.Split(' ')[8], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(repeated >= 3, summary);
+            Assert.Equal(2, server.StderrLines.Count(l => l.Contains("Too many open files", StringComparison.Ordinal)));
         }
         finally
         {

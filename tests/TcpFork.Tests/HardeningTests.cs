@@ -211,9 +211,26 @@ public partial class HardeningTests
         server.Signal(Native.SIGTERM);
         server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
         server.Signal(Native.SIGTERM);
-        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children$");
+        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children, SIGKILL to any left in 2 s$");
         Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
         Assert.DoesNotContain(server.StderrLines, l => l.Contains("drain timeout", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_third_SIGTERM_says_that_the_SIGKILL_is_already_on_its_way()
+    {
+        using ServerProcess server = ServerProcess.StartExec(Flavor.AotFork, ["--drain-timeout", "60"], "sh", "-c", "trap '' TERM; cat");
+        using Socket held = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(held, "x"u8.ToArray());
+        server.WaitForLog(@"^tcpfork: status: 1/");
+        server.Signal(Native.SIGTERM);
+        server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
+        server.Signal(Native.SIGTERM);
+        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children, SIGKILL to any left in 2 s$");
+        server.Signal(Native.SIGTERM);
+        server.WaitForLog(@"^tcpfork: stop: SIGTERM again; already terminating 1 children, SIGKILL to any left in [0-2](\.\d)? s$");
+        server.WaitForLog(@"^tcpfork: stop: grace period over; sent SIGKILL to 1 children$");
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
     }
 
     [Fact]

@@ -41,6 +41,21 @@ internal static unsafe class ChildProcess
     }
 
     /// <summary>
+    /// <see cref="TcpForkServerOptions.DieWithParent"/>: SIGKILL when <paramref name="parent"/> (the thread
+    /// that made this process) ends. It survives exec. The parent may have died before the call, and then
+    /// no signal comes: prctl(2) says to compare getppid() afterwards, so a child whose parent is already
+    /// gone (it was reparented) kills itself here. Nothing allocates: a forked child calls it first thing.
+    /// </summary>
+    public static void DieWithParent(int parent)
+    {
+        Interop.Prctl(Interop.PR_SET_PDEATHSIG, Interop.SIGKILL, 0, 0, 0);
+        if (Interop.GetPPid() != parent)
+        {
+            Interop.Kill(Interop.GetPid(), Interop.SIGKILL);
+        }
+    }
+
+    /// <summary>
     /// Undoes what the parent set up for itself: its blocked signals (signalfd needs them blocked, and a
     /// blocked mask would survive even an exec) and any disposition. SIGPIPE stays ignored, as in every
     /// .NET process, so a write to a closed connection is an EPIPE error, not a silent death.

@@ -46,9 +46,18 @@ internal static class ChildRole
         .. program is null ? [] : EncodeProgram(program),
     ];
 
-    /// <summary>What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N</c>.</summary>
+    /// <summary>What a spawned child takes from the parent's options besides the program.</summary>
+    /// <param name="Level">The log level.</param>
+    /// <param name="Limits">The resource limits.</param>
+    /// <param name="Parent">With <see cref="TcpForkServerOptions.DieWithParent"/>, the pid to die with; else 0.</param>
+    public readonly record struct Settings(LogLevel Level, ChildLimits Limits, int Parent);
+
+    /// <summary>
+    /// What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N;parent=PID</c>,
+    /// where <c>parent</c> (with <see cref="TcpForkServerOptions.DieWithParent"/>, else empty) is the pid to die with.
+    /// </summary>
     private static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes}");
+        $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
 
     /// <summary>
     /// <paramref name="program"/> as <c>KEY=VALUE</c> entries: one variable per argument and per
@@ -79,12 +88,11 @@ internal static class ChildRole
     /// removes every variable of the role so the handler's own children do not see them. False (and
     /// nothing changed) outside the child role.
     /// </summary>
-    public static bool TryTake(out int fd, out Accepted accepted, out LogLevel level, out ChildLimits limits, out ExecProgram? program)
+    public static bool TryTake(out int fd, out Accepted accepted, out Settings settings, out ExecProgram? program)
     {
         fd = -1;
         accepted = new Accepted { FromSameIp = 1 };
-        level = LogLevel.Normal;
-        limits = new ChildLimits();
+        settings = new Settings(LogLevel.Normal, new ChildLimits(), 0);
         program = null;
         string? fdText = Environment.GetEnvironmentVariable(FdVariable);
         if (fdText is null)
@@ -97,7 +105,7 @@ internal static class ChildRole
         }
         accepted.Number = Number(ConnectionVariable) ?? 0;
         accepted.FromSameIp = (int)(Number(FromSameIpVariable) ?? 1);
-        DecodeSettings(Environment.GetEnvironmentVariable(SettingsVariable), ref level, limits);
+        settings = DecodeSettings(Environment.GetEnvironmentVariable(SettingsVariable));
         program = DecodeProgram();
         foreach (string name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(IsRoleVariable).ToList())
         {
@@ -106,8 +114,11 @@ internal static class ChildRole
         return true;
     }
 
-    private static void DecodeSettings(string? text, ref LogLevel level, ChildLimits limits)
+    private static Settings DecodeSettings(string? text)
     {
+        LogLevel level = LogLevel.Normal;
+        var limits = new ChildLimits();
+        int parent = 0;
         foreach (string pair in (text ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] kv = pair.Split('=', 2);
@@ -119,8 +130,10 @@ internal static class ChildRole
                 case "cpu": limits.CpuSeconds = n; break;
                 case "nofile": limits.OpenFiles = n; break;
                 case "nproc": limits.Processes = n; break;
+                case "parent": parent = (int)(n ?? 0); break;
             }
         }
+        return new Settings(level, limits, parent);
     }
 
     private static ExecProgram? DecodeProgram()

@@ -11,8 +11,10 @@ namespace TcpFork;
 /// thread. Any other handler gets a child that behaves like any .NET process.
 /// </para>
 /// </summary>
-internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal) : ILauncher
+internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal, bool dieWithParent) : ILauncher
 {
+    private readonly int _parent = Interop.GetPid();
+
     private readonly Connection _connection = new(-1, default, log);
 
     public string Name => "fork";
@@ -37,6 +39,10 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
             // parent does not repeat the call (one system call per connection saved): until this line the
             // group does not exist, KillGroup then signals the child alone, and it has started nothing yet.
             Interop.SetPgid(0, 0);
+            if (dieWithParent)
+            {
+                ChildProcess.DieWithParent(_parent);
+            }
             // Filled in by the child: a write by the parent would leave each live child a private copy of the page.
             _connection.Reset(fd, connection);
             RunChild(fd);

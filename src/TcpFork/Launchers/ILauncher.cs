@@ -10,6 +10,12 @@ internal interface ILauncher : IDisposable
     string Action => Name;
 
     /// <summary>
+    /// The exit status of a child whose .NET runtime could not start (before Main: no thread, no memory),
+    /// for a launcher whose children start a runtime of their own; -1 otherwise.
+    /// </summary>
+    int StartFailureStatus => -1;
+
+    /// <summary>
     /// Starts a child serving <paramref name="fd"/> (which the caller closes afterwards); returns its pid,
     /// or -1 with <paramref name="error"/> set. Must not allocate: it runs once per connection.
     /// </summary>

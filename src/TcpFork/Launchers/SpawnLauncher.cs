@@ -27,6 +27,13 @@ internal sealed unsafe class SpawnLauncher : ILauncher
 
     public string Name => "spawn";
 
+    /// <summary>
+    /// The child is this same program: under NativeAOT a runtime that cannot start (no finalizer thread)
+    /// makes it return -1 from main, silently: 255. Under the JIT the host prints "Failed to create CoreCLR,
+    /// HRESULT: …" and exits with its CoreClrInitFailure code, 0x80008089: 137.
+    /// </summary>
+    public int StartFailureStatus { get; } = TcpForkServer.IsForkSupported ? 255 : 0x89;
+
     public int Launch(int fd, in Accepted connection, out Errno error)
     {
         var digits = new System.Buffers.StandardFormat('D', NumberDigits);
