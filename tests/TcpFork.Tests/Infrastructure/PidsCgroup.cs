@@ -24,10 +24,15 @@ public sealed class PidsCgroup : IDisposable
     /// <summary>Which hierarchy the group is in, and where (for the test's output).</summary>
     public string How { get; }
 
-    /// <summary>A new, empty pids group, or null and the reason none could be made.</summary>
+    /// <summary>
+    /// A new, empty pids group, or null and the reason none could be made. TCPFORK_TEST_CGROUP=v1 or v2
+    /// restricts the search to one version (to try the other code path on a hybrid machine).
+    /// </summary>
     public static PidsCgroup? TryCreate(out string reason)
     {
-        List<(string FsType, string Root, string MountPoint, string Options)> mounts = Mounts();
+        string only = Environment.GetEnvironmentVariable("TCPFORK_TEST_CGROUP") ?? "";
+        List<(string FsType, string Root, string MountPoint, string Options)> mounts = Mounts()
+            .Where(m => only.Length == 0 || (m.Item1 == "cgroup" ? only == "v1" : only == "v2")).ToList();
         List<(string Controllers, string Path)> own = OwnGroups();
         var missing = new List<string>();
 
@@ -44,7 +49,7 @@ public sealed class PidsCgroup : IDisposable
         }
         else
         {
-            missing.Add("cgroup v1: no pids hierarchy in /proc/self/mountinfo");
+            missing.Add(only == "v2" ? "cgroup v1: not tried (TCPFORK_TEST_CGROUP=v2)" : "cgroup v1: no pids hierarchy in /proc/self/mountinfo");
         }
 
         var v2 = mounts.FirstOrDefault(m => m.FsType == "cgroup2");
@@ -59,7 +64,7 @@ public sealed class PidsCgroup : IDisposable
         }
         else
         {
-            missing.Add("cgroup v2: no cgroup2 file system in /proc/self/mountinfo");
+            missing.Add(only == "v1" ? "cgroup v2: not tried (TCPFORK_TEST_CGROUP=v1)" : "cgroup v2: no cgroup2 file system in /proc/self/mountinfo");
         }
         reason = string.Join("; ", missing);
         return null;
@@ -184,7 +189,7 @@ public sealed class PidsCgroup : IDisposable
     {
         try
         {
-            return File.ReadAllText(System.IO.Path.Combine(dir, file)).Split(' ', '\n', StringSplitOptions.RemoveEmptyEntries);
+            return File.ReadAllText(System.IO.Path.Combine(dir, file)).Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
