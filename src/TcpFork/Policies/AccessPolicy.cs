@@ -13,7 +13,7 @@ internal enum Verdict
 
 /// <summary>
 /// The checks the parent makes before it creates a child: allow/deny rules (first match wins, default
-/// allow), connections per IP, connection rate per IP. A refused connection is logged and closed; the
+/// allow; looked up in a <see cref="RuleIndex"/> built once per load, whatever their number), connections per IP, connection rate per IP. A refused connection is logged and closed; the
 /// service itself is never disabled. Allocation-free per connection, and bounded work: one
 /// <see cref="PeerTable"/> lookup per accept (a bucket of 16 slots), one per start and one per end.
 /// Rules see the client's whole address; <c>--max-per-ip</c> and <c>--rate</c> count an IPv6 client under its
@@ -22,12 +22,16 @@ internal enum Verdict
 internal sealed class AccessPolicy
 {
     private AccessRule[] _rules;
+    private RuleIndex _index;
+    private readonly ParentMemory _memory;
     private readonly int _maxPerIp;
     private readonly PeerTable _peers;
 
     public AccessPolicy(TcpForkServerOptions options, IReadOnlyList<AccessRule> rules, ParentMemory memory)
     {
+        _memory = memory;
         _rules = [.. rules];
+        _index = new RuleIndex(_rules, memory);
         _maxPerIp = options.MaxPerIp;
         _peers = new PeerTable(options.MaxConnections, options.Rate, memory, options.Ipv6Prefix);
         Message = options.MaxPerIpMessage is null ? null : System.Text.Encoding.UTF8.GetBytes(options.MaxPerIpMessage + "\r\n");
@@ -39,7 +43,14 @@ internal sealed class AccessPolicy
     /// <summary>The rule that decided the last <see cref="Verdict.DenyRule"/>.</summary>
     public AccessRule? LastRule { get; private set; }
 
-    public void ReplaceRules(IReadOnlyList<AccessRule> rules) => _rules = [.. rules];
+    /// <summary>Puts <paramref name="rules"/> in force (a reload): their index is built here, once, not per connection.</summary>
+    public void ReplaceRules(IReadOnlyList<AccessRule> rules)
+    {
+        AccessRule[] list = [.. rules];
+        var index = new RuleIndex(list, _memory);
+        _index.Dispose();
+        (_rules, _index) = (list, index);
+    }
 
     /// <summary>The per-IP table (its counters go into the stats line).</summary>
     internal PeerTable Peers => _peers;
@@ -52,19 +63,11 @@ internal sealed class AccessPolicy
         {
             return Verdict.Allow; // unix sockets have no IP
         }
-        Span<byte> bytes = stackalloc byte[16];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(bytes, address);
-        foreach (AccessRule rule in _rules)
+        int first = _index.Find(address);
+        if (first >= 0 && !_rules[first].Allow)
         {
-            if (rule.Matches(bytes))
-            {
-                if (!rule.Allow)
-                {
-                    LastRule = rule;
-                    return Verdict.DenyRule;
-                }
-                break;
-            }
+            LastRule = _rules[first];
+            return Verdict.DenyRule;
         }
         int slot = _peers.Slot(_peers.AccountKey(address), nowMs);
         if (slot < 0)

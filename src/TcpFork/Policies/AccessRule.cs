@@ -14,17 +14,15 @@ namespace TcpFork;
 /// </summary>
 public sealed class AccessRule
 {
-    private readonly byte[] _network; // 16 bytes: IPv4 as ::ffff:a.b.c.d
-    private readonly int _bits;       // prefix length over those 16 bytes
     private readonly bool _mapped;    // within ::ffff:0:0/96: matches IPv4 clients (and only them)
 
-    private AccessRule(bool allow, byte[] network, int bits, string text)
+    private AccessRule(bool allow, UInt128 network, int bits, string text)
     {
         Allow = allow;
-        _network = network;
-        _bits = bits;
+        Network = network;
+        Bits = bits;
         Text = text;
-        _mapped = bits >= 96 && IsMapped(network);
+        _mapped = bits >= 96 && network >> 32 == 0xffff;
     }
 
     /// <summary>True when the 16 bytes are an IPv4 address as <c>::ffff:a.b.c.d</c>.</summary>
@@ -36,6 +34,12 @@ public sealed class AccessRule
 
     /// <summary>The rule as written, e.g. <c>deny 10.0.0.0/8</c>.</summary>
     public string Text { get; }
+
+    /// <summary>The network's 128 bits (IPv4 as <c>::ffff:a.b.c.d</c>), host bits zero.</summary>
+    internal UInt128 Network { get; }
+
+    /// <summary>The prefix length over those 128 bits (an IPv4 /8 is 104).</summary>
+    internal int Bits { get; }
 
     /// <summary>Parses a network (<c>ADDRESS[/PREFIX]</c>); throws <see cref="FormatException"/> with the reason.</summary>
     public static AccessRule Create(bool allow, string cidr)
@@ -55,10 +59,9 @@ public sealed class AccessRule
         {
             throw new FormatException($"'{cidr}': the prefix length must be a number from 0 to {max}");
         }
-        byte[] network = (v4 ? address.MapToIPv6() : address).GetAddressBytes();
         int bits = v4 ? 96 + prefix : prefix;
-        Mask(network, bits);
-        return new AccessRule(allow, network, bits, $"{(allow ? "allow" : "deny")} {text}");
+        UInt128 network = System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian((v4 ? address.MapToIPv6() : address).GetAddressBytes());
+        return new AccessRule(allow, network & RuleIndex.MaskOf(bits), bits, $"{(allow ? "allow" : "deny")} {text}");
     }
 
     /// <summary>Parses a rule line: <c>allow CIDR</c> or <c>deny CIDR</c>.</summary>
@@ -77,28 +80,16 @@ public sealed class AccessRule
     public static List<AccessRule> ReadFile(string path) => RulesFile.Read(path);
 
     /// <summary>True when <paramref name="address"/> (16 bytes, IPv4 mapped) is in this rule's network.</summary>
-    internal bool Matches(ReadOnlySpan<byte> address)
+    internal bool Matches(ReadOnlySpan<byte> address) => Matches(System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(address));
+
+    /// <summary>True when <paramref name="address"/> (IPv4 as <c>::ffff:a.b.c.d</c>) is in this rule's network.</summary>
+    internal bool Matches(UInt128 address)
     {
-        if (!_mapped && IsMapped(address))
+        if (!_mapped && address >> 32 == 0xffff)
         {
             return false; // an IPv4 client: only rules within ::ffff:0:0/96 apply to it
         }
-        int full = _bits / 8;
-        if (!address[..full].SequenceEqual(_network.AsSpan(0, full)))
-        {
-            return false;
-        }
-        int rest = _bits % 8;
-        return rest == 0 || ((address[full] ^ _network[full]) & (0xff << (8 - rest))) == 0;
-    }
-
-    private static void Mask(byte[] a, int bits)
-    {
-        for (int i = 0; i < 16; i++)
-        {
-            int keep = Math.Clamp(bits - (i * 8), 0, 8);
-            a[i] &= (byte)(0xff << (8 - keep));
-        }
+        return (address & RuleIndex.MaskOf(Bits)) == Network;
     }
 
     /// <inheritdoc/>
