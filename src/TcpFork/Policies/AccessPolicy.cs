@@ -21,8 +21,8 @@ internal enum Verdict
 /// </summary>
 internal sealed class AccessPolicy
 {
-    private AccessRule[] _rules;
     private RuleIndex _index;
+    private int _lastRule = -1;
     private readonly ParentMemory _memory;
     private readonly int _maxPerIp;
     private readonly PeerTable _peers;
@@ -30,8 +30,7 @@ internal sealed class AccessPolicy
     public AccessPolicy(TcpForkServerOptions options, IReadOnlyList<AccessRule> rules, ParentMemory memory)
     {
         _memory = memory;
-        _rules = [.. rules];
-        _index = new RuleIndex(_rules, memory);
+        _index = new RuleIndex(rules, memory);
         _maxPerIp = options.MaxPerIp;
         _peers = new PeerTable(options.MaxConnections, options.Rate, memory, options.Ipv6Prefix);
         Message = options.MaxPerIpMessage is null ? null : System.Text.Encoding.UTF8.GetBytes(options.MaxPerIpMessage + "\r\n");
@@ -40,16 +39,19 @@ internal sealed class AccessPolicy
     /// <summary>What a client over the per-IP limit is sent before it is closed, if anything.</summary>
     public byte[]? Message { get; }
 
-    /// <summary>The rule that decided the last <see cref="Verdict.DenyRule"/>.</summary>
-    public AccessRule? LastRule { get; private set; }
+    /// <summary>The rule that decided the last <see cref="Verdict.DenyRule"/> (made from its text when read: allocates).</summary>
+    public AccessRule? LastRule => _lastRule < 0 ? null : AccessRule.ParseLine(System.Text.Encoding.UTF8.GetString(LastRuleText));
+
+    /// <summary>The text of the rule that decided the last <see cref="Verdict.DenyRule"/>, UTF-8, without allocating (for the log).</summary>
+    public ReadOnlySpan<byte> LastRuleText => _lastRule < 0 ? default : _index.Text(_lastRule);
 
     /// <summary>Puts <paramref name="rules"/> in force (a reload): their index is built here, once, not per connection.</summary>
     public void ReplaceRules(IReadOnlyList<AccessRule> rules)
     {
-        AccessRule[] list = [.. rules];
-        var index = new RuleIndex(list, _memory);
+        var index = new RuleIndex(rules, _memory);
         _index.Dispose();
-        (_rules, _index) = (list, index);
+        _index = index;
+        _lastRule = -1;
     }
 
     /// <summary>The per-IP table (its counters go into the stats line).</summary>
@@ -64,9 +66,9 @@ internal sealed class AccessPolicy
             return Verdict.Allow; // unix sockets have no IP
         }
         int first = _index.Find(address);
-        if (first >= 0 && !_rules[first].Allow)
+        if (first >= 0 && !_index.Allows(first))
         {
-            LastRule = _rules[first];
+            _lastRule = first;
             return Verdict.DenyRule;
         }
         int slot = _peers.Slot(_peers.AccountKey(address), nowMs);

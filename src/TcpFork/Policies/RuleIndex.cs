@@ -16,7 +16,9 @@ namespace TcpFork;
 /// mapped address only if it is itself in the mapped range, which the probe checks by itself.
 /// </para>
 /// <para>
-/// The table lives in <see cref="ParentMemory"/> (MADV_WIPEONFORK): fork() copies no page-table entry
+/// The index keeps what the policy needs of each rule — allow or deny, and its text for the deny log —
+/// so the <see cref="AccessRule"/> objects are garbage once it is built. All of it lives in
+/// <see cref="ParentMemory"/> (MADV_WIPEONFORK), none in the GC heap: fork() copies no page-table entry
 /// for it however many rules there are, and <see cref="Dispose"/> returns it when a reload replaces it.
 /// The hash is keyed with a per-process secret, so a client cannot pick addresses that walk long probe chains.
 /// </para>
@@ -43,6 +45,9 @@ internal sealed unsafe class RuleIndex : IDisposable
     private readonly Length* _lengths;
     private readonly int _lengthCount;
     private readonly ulong _seed;
+    private readonly bool* _allow;
+    private readonly int* _textStart; // Count + 1 offsets into _text
+    private readonly byte* _text;     // every rule's text, UTF-8, one after the other
 
     public RuleIndex(IReadOnlyList<AccessRule> rules, ParentMemory memory)
     {
@@ -51,6 +56,15 @@ internal sealed unsafe class RuleIndex : IDisposable
         Span<ulong> seed = stackalloc ulong[1];
         Interop.FillRandom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(seed));
         _seed = seed[0];
+        Count = rules.Count;
+        _allow = memory.Allocate<bool>(rules.Count);
+        _textStart = memory.Allocate<int>(rules.Count + 1);
+        long textBytes = 0;
+        foreach (AccessRule rule in rules)
+        {
+            textBytes += System.Text.Encoding.UTF8.GetByteCount(rule.Text);
+        }
+        _text = memory.Allocate<byte>((int)Math.Min(textBytes, int.MaxValue));
 
         int capacity = 16;
         while (capacity < rules.Count * 2L)
@@ -64,6 +78,8 @@ internal sealed unsafe class RuleIndex : IDisposable
         for (int i = 0; i < rules.Count; i++)
         {
             AccessRule rule = rules[i];
+            _allow[i] = rule.Allow;
+            _textStart[i + 1] = _textStart[i] + System.Text.Encoding.UTF8.GetBytes(rule.Text, new Span<byte>(_text + _textStart[i], (int)textBytes - _textStart[i]));
             Insert(rule.Network, rule.Bits, i);
             lowest[rule.Bits] = Math.Min(lowest[rule.Bits], i);
         }
@@ -78,6 +94,15 @@ internal sealed unsafe class RuleIndex : IDisposable
         }
         new Span<Length>(_lengths, _lengthCount).Sort(static (a, b) => a.Lowest.CompareTo(b.Lowest));
     }
+
+    /// <summary>How many rules.</summary>
+    public int Count { get; }
+
+    /// <summary>True when rule <paramref name="index"/> allows, false when it denies.</summary>
+    public bool Allows(int index) => _allow[index];
+
+    /// <summary>Rule <paramref name="index"/> as written (<c>deny 10.0.0.0/8</c>), UTF-8, without allocating.</summary>
+    public ReadOnlySpan<byte> Text(int index) => new(_text + _textStart[index], _textStart[index + 1] - _textStart[index]);
 
     /// <summary>The network mask of a prefix length over 128 bits.</summary>
     internal static UInt128 MaskOf(int bits) => bits == 0 ? UInt128.Zero : UInt128.MaxValue << (128 - bits);
@@ -158,5 +183,8 @@ internal sealed unsafe class RuleIndex : IDisposable
     {
         _memory.Free(_entries);
         _memory.Free(_lengths);
+        _memory.Free(_allow);
+        _memory.Free(_textStart);
+        _memory.Free(_text);
     }
 }
