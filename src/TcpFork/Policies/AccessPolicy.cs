@@ -17,7 +17,9 @@ internal enum Verdict
 /// service itself is never disabled. Allocation-free per connection, and bounded work: one
 /// <see cref="PeerTable"/> lookup per accept (a bucket of 16 slots), one per start and one per end.
 /// Rules see the client's whole address; <c>--max-per-ip</c> and <c>--rate</c> count an IPv6 client under its
-/// <see cref="TcpForkServerOptions.Ipv6Prefix"/>-bit prefix.
+/// <see cref="TcpForkServerOptions.Ipv6Prefix"/>-bit prefix. A unix-socket client is judged by its uid
+/// (SO_PEERCRED, read at accept): only uid rules apply to it, and it is counted per uid
+/// (<see cref="PeerTable.UidKey"/>).
 /// </summary>
 internal sealed class AccessPolicy
 {
@@ -61,17 +63,28 @@ internal sealed class AccessPolicy
     public Verdict Admit(in SockAddr peer, long nowMs, out int fromSameIp)
     {
         fromSameIp = 1;
-        if (!PeerTable.TryAddress(peer, out UInt128 address))
+        int first;
+        UInt128 key;
+        if (peer.IsUnix)
         {
-            return Verdict.Allow; // unix sockets have no IP
+            first = _index.FindUid(peer.Uid);
+            key = PeerTable.UidKey(peer.Uid);
         }
-        int first = _index.Find(address);
+        else if (PeerTable.TryAddress(peer, out UInt128 address))
+        {
+            first = _index.Find(address);
+            key = _peers.AccountKey(address);
+        }
+        else
+        {
+            return Verdict.Allow; // no other family is ever accepted
+        }
         if (first >= 0 && !_index.Allows(first))
         {
             _lastRule = first;
             return Verdict.DenyRule;
         }
-        int slot = _peers.Slot(_peers.AccountKey(address), nowMs);
+        int slot = _peers.Slot(key, nowMs);
         if (slot < 0)
         {
             return Verdict.DenyTableFull;
@@ -91,17 +104,30 @@ internal sealed class AccessPolicy
 
     public void Started(in SockAddr peer, long nowMs)
     {
-        if (PeerTable.TryAddress(peer, out UInt128 address))
+        if (TryKey(peer, out UInt128 key))
         {
-            _peers.AddConnection(_peers.AccountKey(address), nowMs);
+            _peers.AddConnection(key, nowMs);
         }
     }
 
     public void Ended(in SockAddr peer)
     {
-        if (PeerTable.TryAddress(peer, out UInt128 address))
+        if (TryKey(peer, out UInt128 key))
         {
-            _peers.RemoveConnection(_peers.AccountKey(address));
+            _peers.RemoveConnection(key);
         }
+    }
+
+    /// <summary>What <c>--max-per-ip</c> and <c>--rate</c> count the peer under: its IP (IPv6: its prefix) or, on a unix socket, its uid.</summary>
+    private bool TryKey(in SockAddr peer, out UInt128 key)
+    {
+        if (peer.IsUnix)
+        {
+            key = PeerTable.UidKey(peer.Uid);
+            return true;
+        }
+        bool ip = PeerTable.TryAddress(peer, out UInt128 address);
+        key = _peers.AccountKey(address);
+        return ip;
     }
 }

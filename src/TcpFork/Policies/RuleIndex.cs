@@ -16,6 +16,9 @@ namespace TcpFork;
 /// mapped address only if it is itself in the mapped range, which the probe checks by itself.
 /// </para>
 /// <para>
+/// Uid rules (unix-socket clients, <see cref="FindUid"/>) are kept apart, in order, and never match an address.
+/// </para>
+/// <para>
 /// The index keeps what the policy needs of each rule — allow or deny, and its text for the deny log —
 /// so the <see cref="AccessRule"/> objects are garbage once it is built. All of it lives in
 /// <see cref="ParentMemory"/> (MADV_WIPEONFORK), none in the GC heap: fork() copies no page-table entry
@@ -30,6 +33,12 @@ internal sealed unsafe class RuleIndex : IDisposable
         public UInt128 Network;
         public int Bits;
         public int Index; // rule index + 1; 0 is an empty slot
+    }
+
+    private struct UidRange
+    {
+        public uint Low, High;
+        public int Index;
     }
 
     private struct Length
@@ -48,6 +57,8 @@ internal sealed unsafe class RuleIndex : IDisposable
     private readonly bool* _allow;
     private readonly int* _textStart; // Count + 1 offsets into _text
     private readonly byte* _text;     // every rule's text, UTF-8, one after the other
+    private readonly UidRange* _uids; // the uid rules, in order
+    private readonly int _uidCount;
 
     public RuleIndex(IReadOnlyList<AccessRule> rules, ParentMemory memory)
     {
@@ -80,8 +91,22 @@ internal sealed unsafe class RuleIndex : IDisposable
             AccessRule rule = rules[i];
             _allow[i] = rule.Allow;
             _textStart[i + 1] = _textStart[i] + System.Text.Encoding.UTF8.GetBytes(rule.Text, new Span<byte>(_text + _textStart[i], (int)textBytes - _textStart[i]));
+            if (rule.IsUid)
+            {
+                _uidCount++;
+                continue;
+            }
             Insert(rule.Network, rule.Bits, i);
             lowest[rule.Bits] = Math.Min(lowest[rule.Bits], i);
+        }
+
+        _uids = memory.Allocate<UidRange>(_uidCount);
+        for (int i = 0, u = 0; i < rules.Count; i++)
+        {
+            if (rules[i].IsUid)
+            {
+                _uids[u++] = new UidRange { Low = rules[i].UidLow, High = rules[i].UidHigh, Index = i };
+            }
         }
 
         _lengths = memory.Allocate<Length>(129);
@@ -135,6 +160,22 @@ internal sealed unsafe class RuleIndex : IDisposable
         return best == int.MaxValue ? -1 : best;
     }
 
+    /// <summary>
+    /// The index of the first uid rule whose range holds <paramref name="uid"/> (a unix-socket client's),
+    /// or -1. The uid rules are read in order: they are few (one per user or range of users), unlike networks.
+    /// </summary>
+    public int FindUid(uint uid)
+    {
+        for (int i = 0; i < _uidCount; i++)
+        {
+            if (uid >= _uids[i].Low && uid <= _uids[i].High)
+            {
+                return _uids[i].Index;
+            }
+        }
+        return -1;
+    }
+
     private int Probe(UInt128 network, int bits)
     {
         for (int slot = Slot(network, bits); ; slot = (slot + 1) & _mask)
@@ -186,5 +227,6 @@ internal sealed unsafe class RuleIndex : IDisposable
         _memory.Free(_allow);
         _memory.Free(_textStart);
         _memory.Free(_text);
+        _memory.Free(_uids);
     }
 }
