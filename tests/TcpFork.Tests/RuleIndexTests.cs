@@ -4,7 +4,7 @@ using CsCheck;
 
 namespace TcpFork.Tests;
 
-/// <summary>The rule index gives the answer of first-match over the list, for any rules and any client.</summary>
+/// <summary>The rule index gives the answer of first-match over the list, for any rules and any client (TCP or, by uid, unix).</summary>
 public class RuleIndexTests
 {
     /// <summary>The definition: the first rule in the list that matches, or -1.</summary>
@@ -50,8 +50,10 @@ public class RuleIndexTests
     {
         Gen<(List<AccessRule> Rules, List<IPAddress> Probes)> sample =
             from bases in Base.Array[1, 6]
-            from rules in Gen.Select(Gen.Bool, Gen.Int[0, 5], Gen.Int[0, 128], Gen.Int[0, 127].Array[0, 3])
-                .Select(r => AccessRule.Create(r.Item1, Cidr(Near(bases[r.Item2 % bases.Length], r.Item4), r.Item3))).List[0, 60]
+            from rules in Gen.Frequency(
+                (9, Gen.Select(Gen.Bool, Gen.Int[0, 5], Gen.Int[0, 128], Gen.Int[0, 127].Array[0, 3])
+                    .Select(r => AccessRule.Create(r.Item1, Cidr(Near(bases[r.Item2 % bases.Length], r.Item4), r.Item3)))),
+                (1, Gen.Select(Gen.Bool, Gen.UInt[0, 20], Gen.UInt[0, 5]).Select(u => AccessRule.Create(u.Item1, $"uid:{u.Item2}-{u.Item2 + u.Item3}")))).List[0, 60]
             from probes in Gen.Select(Gen.Int[0, 5], Gen.Int[0, 127].Array[0, 4], Gen.Bool)
                 .Select(p => Near(p.Item3 ? bases[p.Item1 % bases.Length] : IPAddress.Loopback, p.Item2)).List[1, 40]
             select (rules, probes);
@@ -63,6 +65,10 @@ public class RuleIndexTests
             {
                 UInt128 key = Key(probe);
                 Assert.Equal(FirstMatch(s.Rules, key), index.Find(key));
+            }
+            for (uint uid = 0; uid < 30; uid++)
+            {
+                Assert.Equal(s.Rules.FindIndex(r => r.MatchesUid(uid)), index.FindUid(uid));
             }
         }, iter: 5_000);
     }
