@@ -190,6 +190,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             return false;
         }
         peer.Length = len;
+        if (peer.IsUnix)
+        {
+            peer.Uid = Interop.PeerUid(fd); // a unix client has no IP: the policies judge it by its uid
+        }
         Launch(fd, peer);
         return true;
     }
