@@ -100,14 +100,48 @@ public sealed class ChildLimits
         return pages * (ulong)Environment.SystemPageSize;
     }
 
-    internal void Validate()
+    /// <summary>
+    /// At start: every limit at least 1, and none a child could not set. A child sets soft and hard
+    /// together, and raising a hard limit needs CAP_SYS_RESOURCE (which a child of <c>--user</c> no longer
+    /// has), RLIMIT_NOFILE at most fs.nr_open even then: such a value would fail in every child, so every
+    /// connection, and is refused here instead.
+    /// </summary>
+    internal unsafe void Validate(bool childrenKeepCapabilities)
     {
-        foreach ((long? v, string name) in new[] { (AddressSpace, nameof(AddressSpace)), (CpuSeconds, nameof(CpuSeconds)), (OpenFiles, nameof(OpenFiles)), (Processes, nameof(Processes)) })
+        bool canRaise = childrenKeepCapabilities && HasCapSysResource();
+        foreach ((long? v, string name, int resource) in new[] { (AddressSpace, nameof(AddressSpace), Interop.RLIMIT_AS), (CpuSeconds, nameof(CpuSeconds), Interop.RLIMIT_CPU), (OpenFiles, nameof(OpenFiles), Interop.RLIMIT_NOFILE), (Processes, nameof(Processes), Interop.RLIMIT_NPROC) })
         {
-            if (v is < 1)
+            if (v is not long value)
             {
-                throw new ArgumentOutOfRangeException(name, v, "a limit must be at least 1");
+                continue;
+            }
+            if (value < 1)
+            {
+                throw new ArgumentOutOfRangeException("Limits." + name, v, "a limit must be at least 1");
+            }
+            if (resource == Interop.RLIMIT_NOFILE && value > NrOpen())
+            {
+                throw new ArgumentOutOfRangeException("Limits." + name, v, $"{value} is above the kernel's fs.nr_open ({NrOpen()}), the most any process may open");
+            }
+            Interop.RLimit current;
+            // AddressSpace is the GC heap's limit for a C# handler, not RLIMIT_AS itself, so not checked here.
+            if (resource != Interop.RLIMIT_AS && Interop.GetRLimit(resource, &current) == 0 && (ulong)value > current.Max && !canRaise)
+            {
+                throw new ArgumentOutOfRangeException("Limits." + name, v,
+                    $"{value} is above this process's hard limit of {current.Max}, which its children cannot raise (that needs CAP_SYS_RESOURCE, and --user drops it)");
             }
         }
     }
+
+    /// <summary>True when this process may raise hard limits (CAP_SYS_RESOURCE, bit 24 of CapEff in /proc/self/status).</summary>
+    private static bool HasCapSysResource()
+    {
+        const int CapSysResource = 24;
+        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
+        return line is not null && ulong.TryParse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out ulong caps)
+            && (caps & (1UL << CapSysResource)) != 0;
+    }
+
+    private static long NrOpen() =>
+        long.TryParse(File.ReadAllText("/proc/sys/fs/nr_open").Trim(), System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : long.MaxValue;
 }

@@ -154,7 +154,7 @@ public sealed class TcpForkServerOptions
         CheckKeepAliveSeconds(KeepAliveInterval, nameof(KeepAliveInterval));
         ArgumentOutOfRangeException.ThrowIfLessThan(KeepAliveCount, 1, nameof(KeepAliveCount));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(KeepAliveCount, 127, nameof(KeepAliveCount));
-        Limits.Validate();
+        Limits.Validate(childrenKeepCapabilities: User is null);
         if (!Enum.IsDefined(Mode))
         {
             throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown process mode");

@@ -17,6 +17,9 @@ namespace TcpFork.Cli
     {
         public const int Ok = 0, Fatal = 1, Usage = 2;
 
+        /// <summary>The longest reason an error line carries (a value given whole would make a line as long as it).</summary>
+        private const int MaxReason = 400;
+
         public static int Run(string[] args)
         {
             RootCommand root = new("tcpfork: a process-per-connection TCP server; every connection runs in its own process.")
@@ -72,13 +75,14 @@ namespace TcpFork.Cli
         {
             // One line, whatever the parser wrote (its enum errors list the choices on lines of their own).
             string oneLine = string.Join(", ", LibraryNames.ToFlags(reason).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-            Console.Error.WriteLine($"tcpfork: usage: {oneLine} (see 'tcpfork --help')");
+            // Bad input echoed back: one terminal-safe line of bounded length, however long or odd the value.
+            Console.Error.WriteLine($"tcpfork: usage: {Printable.Truncate(oneLine, MaxReason)} (see 'tcpfork --help')");
             return Usage;
         }
 
         public static int FatalError(string reason)
         {
-            Console.Error.WriteLine($"tcpfork: fatal: {LibraryNames.ToFlags(reason)}");
+            Console.Error.WriteLine($"tcpfork: fatal: {Printable.Truncate(LibraryNames.ToFlags(reason), MaxReason)}");
             return Fatal;
         }
     }

@@ -37,6 +37,7 @@ public class CliTests
     [InlineData("--listen unix:/tmp/tcpfork-idle-refused.sock --idle-timeout 5", "--idle-timeout cannot be used with a unix-socket listener: idle time is measured from TCP_INFO, which unix sockets lack")]
     [InlineData("--deny uid:5-3", "--deny 'uid:5-3': expected uid:N or uid:N-M")]
     [InlineData("--allow uid:-1", "--allow 'uid:-1': expected uid:N or uid:N-M")]
+    [InlineData("--limit-nofile 2000000000", "--limit-nofile: 2000000000 is above the kernel's fs.nr_open")]
     public void Bad_input_exits_2_with_a_one_line_reason_and_a_hint(string args, string reason)
     {
         (int code, string stdout, string stderr) = Run(Binaries.AotBinary, ["echo", .. args.Split(' ')]);
@@ -46,6 +47,30 @@ public class CliTests
         Assert.StartsWith("tcpfork: usage: ", line);
         Assert.Contains(reason, line);
         Assert.EndsWith("(see 'tcpfork --help')", line);
+    }
+
+    /// <summary>A bad value echoed back whole would make a line as long as it, and could carry terminal escapes.</summary>
+    [Fact]
+    public void A_usage_error_echoes_bad_input_short_and_without_control_characters()
+    {
+        (int code, _, string stderr) = Run(Binaries.AotBinary, "echo", "--backlog", "\u001b[31m\a" + new string('9', 100_000));
+        Assert.Equal(2, code);
+        string line = Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.True(line.Length < 500, $"{line.Length} characters");
+        Assert.DoesNotContain(line, char.IsControl);
+        Assert.Contains("\\x1b[31m\\x07", line);
+    }
+
+    /// <summary>A limit no child could set (above the hard limit, with --user dropping CAP_SYS_RESOURCE) is refused at start, not failed in every child.</summary>
+    [SkippableFact]
+    public void A_limit_above_the_hard_limit_that_children_cannot_raise_is_a_usage_error()
+    {
+        Skip.IfNot(Environment.UserName == "root", "--user needs root to switch users");
+        (int code, _, string stderr) = Run("prlimit", "--nofile=64:128", "--", Binaries.AotBinary, "echo", "--user", "nobody", "--limit-nofile", "129");
+        Assert.Equal(2, code);
+        Assert.Contains("tcpfork: usage: --limit-nofile: 129 is above this process's hard limit of 128, which its children cannot raise", stderr);
+        (code, _, _) = Run("prlimit", "--nofile=64:128", "--", Binaries.AotBinary, "echo", "--user", "nobody", "--limit-nofile", "128", "--help");
+        Assert.Equal(0, code);
     }
 
     [Fact]
