@@ -23,10 +23,14 @@ public readonly ref struct ClientAddress
     /// <summary>The address bytes (4 or 16), empty for a unix socket.</summary>
     public ReadOnlySpan<byte> Address => _address.IsUnix ? default : _address.AddressBytes;
 
-    /// <summary>True if the client is in <paramref name="network"/>'s network (allow or deny alike).</summary>
+    /// <summary>True if the client is in <paramref name="network"/>'s network, or for a unix-socket client in its uid range (allow or deny alike).</summary>
     public bool IsIn(AccessRule network)
     {
         ArgumentNullException.ThrowIfNull(network);
+        if (_address.IsUnix)
+        {
+            return network.MatchesUid(_address.Uid);
+        }
         if (!PeerTable.TryAddress(_address, out UInt128 key))
         {
             return false;

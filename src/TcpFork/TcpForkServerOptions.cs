@@ -66,13 +66,16 @@ public sealed class TcpForkServerOptions
     /// <summary>Whether to print <c>Listening for connections on port N</c> on stdout for each listener. Defaults to true.</summary>
     public bool AnnounceListening { get; set; } = true;
 
-    /// <summary>Allow/deny rules, first match wins; a connection no rule matches is allowed. Defaults to none.</summary>
+    /// <summary>
+    /// Allow/deny rules, first match wins; a connection no rule matches is allowed. Network rules judge TCP
+    /// clients, <c>uid:N[-M]</c> rules unix-socket clients (by SO_PEERCRED). Defaults to none.
+    /// </summary>
     public IList<AccessRule> Rules { get; } = new List<AccessRule>();
 
     /// <summary>A rules file read at start and again on SIGHUP (after <see cref="Rules"/>). Defaults to null.</summary>
     public string? RulesFile { get; set; }
 
-    /// <summary>Most connections at once from one IP; 0 is no limit. Defaults to 0.</summary>
+    /// <summary>Most connections at once from one IP (a unix-socket client: from one uid); 0 is no limit. Defaults to 0.</summary>
     public int MaxPerIp { get; set; }
 
     /// <summary>Sent (with CR LF) to a client refused by <see cref="MaxPerIp"/> before it is closed. Defaults to null (nothing).</summary>
@@ -85,10 +88,14 @@ public sealed class TcpForkServerOptions
     /// </summary>
     public int Ipv6Prefix { get; set; } = 64;
 
-    /// <summary>New connections allowed per IP per period; over it a connection is refused and logged. Defaults to null (no limit).</summary>
+    /// <summary>New connections allowed per IP (a unix-socket client: per uid) per period; over it a connection is refused and logged. Defaults to null (no limit).</summary>
     public RateLimit? Rate { get; set; }
 
-    /// <summary>A child whose TCP connection moved no data either way for this long is ended (SIGTERM, then SIGKILL). Defaults to null (never).</summary>
+    /// <summary>
+    /// A child whose TCP connection moved no data either way for this long is ended (SIGTERM, then SIGKILL).
+    /// Measured from TCP_INFO, so refused (<see cref="ArgumentException"/> at <see cref="Validate"/>) with a
+    /// unix-socket listener. Defaults to null (never).
+    /// </summary>
     public TimeSpan? IdleTimeout { get; set; }
 
     /// <summary>A child older than this is ended (SIGTERM, then SIGKILL). Defaults to null (never).</summary>
@@ -113,7 +120,10 @@ public sealed class TcpForkServerOptions
     /// <summary>Runs in the parent when a child has ended. See <see cref="TcpFork.ChildExited"/>. Defaults to null.</summary>
     public ChildExited? ChildExited { get; set; }
 
-    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
+    /// <summary>
+    /// Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range, or
+    /// <see cref="ArgumentException"/> for options that do not go together (<see cref="IdleTimeout"/> with a unix-socket listener).
+    /// </summary>
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnections, 1, nameof(MaxConnections));
@@ -129,6 +139,12 @@ public sealed class TcpForkServerOptions
         if (IdleTimeout is { } idle && idle <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(IdleTimeout), idle, "must be positive");
+        }
+        if (IdleTimeout is not null && Listen.Any(l => l.UnixPath is not null))
+        {
+            throw new ArgumentException(
+                "TcpForkServerOptions.IdleTimeout cannot be used with a unix-socket listener: idle time is measured from TCP_INFO, which unix sockets lack",
+                nameof(IdleTimeout));
         }
         if (MaxLifetime is { } life && life <= TimeSpan.Zero)
         {

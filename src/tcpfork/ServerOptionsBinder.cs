@@ -61,7 +61,7 @@ internal sealed class ServerOptionsBinder
 
     private readonly Option<string?> _rules = new("--rules")
     {
-        Description = "File of rules, one a line: 'allow NETWORK' or 'deny NETWORK'; # comments. Read at start and on SIGHUP.",
+        Description = "File of rules, one a line: 'allow NETWORK' or 'deny NETWORK' (NETWORK or uid:N[-M]); # comments. Read at start and on SIGHUP.",
         HelpName = "FILE",
         CustomParser = r =>
         {
@@ -83,7 +83,7 @@ internal sealed class ServerOptionsBinder
         },
     };
 
-    private readonly Option<int> _maxPerIp = Ranged("--max-per-ip", "Most connections at once from one IP (0: no limit).", 0, 0, 1_000_000);
+    private readonly Option<int> _maxPerIp = Ranged("--max-per-ip", "Most connections at once from one IP, or on a unix socket from one uid (0: no limit).", 0, 0, 1_000_000);
 
     private readonly Option<int> _ipv6Prefix = Ranged("--ipv6-prefix", "Leading bits of an IPv6 client's address that --max-per-ip and --rate count it under (IPv4: per address).", 64, 0, 128);
 
@@ -95,12 +95,12 @@ internal sealed class ServerOptionsBinder
 
     private readonly Option<RateLimit?> _rate = new("--rate")
     {
-        Description = "New connections allowed per IP: N/SECONDS, e.g. 10/60. Over it a connection is logged and closed; the service stays up.",
+        Description = "New connections allowed per IP (unix socket: per uid): N/SECONDS, e.g. 10/60. Over it a connection is logged and closed; the service stays up.",
         HelpName = "N/SECONDS",
         CustomParser = r => Parse(r, RateLimit.Parse, "--rate"),
     };
 
-    private readonly Option<double?> _idleTimeout = Seconds("--idle-timeout", "End a child whose TCP connection moved no data either way for this long.");
+    private readonly Option<double?> _idleTimeout = Seconds("--idle-timeout", "End a child whose TCP connection moved no data either way for this long (TCP only: refused with a unix listener).");
     private readonly Option<double?> _maxLifetime = Seconds("--max-lifetime", "End a child older than this.");
     private readonly Option<long?> _limitAs = Limit("--limit-as", "Each child's memory limit, bytes; K, M, G suffixes. For exec's PROGRAM: RLIMIT_AS. For tcpfork's own children: the GC heap's hard limit, and RLIMIT_AS = the child's size at start plus BYTES.", sizes: true);
     private readonly Option<long?> _limitCpu = Limit("--limit-cpu", "Each child's CPU time limit (RLIMIT_CPU), seconds.", sizes: false);
@@ -114,8 +114,8 @@ internal sealed class ServerOptionsBinder
         Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
     };
 
-    private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each child's progress." };
-    private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log errors only." };
+    private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each connection's start and end (tcpserver's -v lines) and the echo children's progress." };
+    private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log warnings and errors only." };
 
     public void AddTo(Command command)
     {
@@ -186,7 +186,7 @@ internal sealed class ServerOptionsBinder
 
     private static Option<string[]> Rule(string name, bool allow) => new(name)
     {
-        Description = $"{(allow ? "Allow" : "Deny")} clients in this network (10.0.0.0/8, ::1); repeatable; rules apply in order, first match wins, default allow.",
+        Description = $"{(allow ? "Allow" : "Deny")} clients in this network (10.0.0.0/8, ::1), or unix-socket clients of these uids (uid:0, uid:1000-1999); repeatable; rules apply in order, first match wins, default allow.",
         HelpName = "CIDR",
         Arity = ArgumentArity.OneOrMore,
         AllowMultipleArgumentsPerToken = false,

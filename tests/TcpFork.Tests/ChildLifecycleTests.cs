@@ -102,7 +102,9 @@ public class ChildLifecycleTests
             catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
             {
             }
-            await Task.Delay(200);
+            // Echoed bytes arriving mean the child is in its echo loop with more to do.
+            Assert.True(s.Poll(TimeSpan.FromSeconds(20), SelectMode.SelectRead), "nothing echoed back");
+            Assert.True(s.Available > 0, "EOF instead of the echo");
             s.LingerState = new LingerOption(true, 0); // close sends RST
 
         }
@@ -119,16 +121,33 @@ public class ChildLifecycleTests
         using Socket b = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(a, "a"u8.ToArray());
         await EchoClient.RoundTripAsync(b, "b"u8.ToArray());
+        int childA = ChildOf(server, a);
         server.WaitForLog("^tcpfork: status: 2/2$");
 
         using Socket c = EchoClient.Connect(server.Port); // completes in the kernel's backlog
+        int portC = ((System.Net.IPEndPoint)c.LocalEndPoint!).Port;
         Task<byte[]> third = EchoClient.RoundTripAsync(c, "c"u8.ToArray());
-        await Task.Delay(1000);
-        Assert.False(third.IsCompleted, "the third client was served while two connections were open");
+        // Each SIGHUP is answered by a stats line from the parent's loop: after two, the parent has run its
+        // loop with c waiting, and by its own count has accepted two connections.
+        string stats = "";
+        for (int i = 0; i < 2; i++)
+        {
+            int from = server.LogCount;
+            server.Signal(Native.SIGHUP);
+            stats = server.WaitForLog("^tcpfork: stats: ", from: from);
+        }
+        Assert.StartsWith("tcpfork: stats: connections 2 active 2 ", stats, StringComparison.Ordinal);
         Assert.Equal(2, Native.Children(server.Pid).Count);
+        Assert.False(third.IsCompleted, "the third client was served while two connections were open");
 
         Assert.Equal("A"u8.ToArray(), await EchoClient.ExchangeAsync(a, "A"u8.ToArray()));
         Assert.Equal("c"u8.ToArray(), await third.WaitAsync(TimeSpan.FromSeconds(20)));
+        // c's child was made only after a's child had ended, and the limit was never passed.
+        string[] log = server.StderrLines;
+        int endA = Array.FindIndex(log, l => l.StartsWith($"tcpfork: end {childA} ", StringComparison.Ordinal));
+        int startC = Array.FindIndex(log, l => Regex.IsMatch(l, $@"^tcpfork: pid \d+ from 127\.0\.0\.1:{portC}$"));
+        Assert.True(endA >= 0 && startC > endA, $"end of a's child at line {endA}, c's child at {startC}:\n{server.Stderr}");
+        Assert.DoesNotContain(log, l => l.StartsWith("tcpfork: status: 3/", StringComparison.Ordinal));
         Assert.Equal("B"u8.ToArray(), await EchoClient.ExchangeAsync(b, "B"u8.ToArray()));
         Assert.Equal("C"u8.ToArray(), await EchoClient.ExchangeAsync(c, "C"u8.ToArray()));
     }

@@ -34,6 +34,9 @@ public class CliTests
     [InlineData("--keepalive 60,15,128", "not '60,15,128'")]
     [InlineData("--keepalive on", "not 'on'")]
     [InlineData("-v -q", "--verbose and --quiet cannot be used together")]
+    [InlineData("--listen unix:/tmp/tcpfork-idle-refused.sock --idle-timeout 5", "--idle-timeout cannot be used with a unix-socket listener: idle time is measured from TCP_INFO, which unix sockets lack")]
+    [InlineData("--deny uid:5-3", "--deny 'uid:5-3': expected uid:N or uid:N-M")]
+    [InlineData("--allow uid:-1", "--allow 'uid:-1': expected uid:N or uid:N-M")]
     public void Bad_input_exits_2_with_a_one_line_reason_and_a_hint(string args, string reason)
     {
         (int code, string stdout, string stderr) = Run(Binaries.AotBinary, ["echo", .. args.Split(' ')]);

@@ -141,7 +141,7 @@ public class LibraryTests
         {
             await Talk(server.Port);
         }
-        await Task.Delay(200);
+        server.WaitForLogCount("^tcpfork: end ", 200); // every child reaped: the parent's whole path has run
         (long after, _) = Stats(server);
         Assert.Equal(0, after - before);
     }

@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace TcpFork.Tests;
 
@@ -106,64 +108,88 @@ public class PolicyTests
         }
     }
 
+    /// <summary>One connection from <paramref name="source"/> (a 127.x.y.z address) that sends "x": true if echoed, false if closed unserved.</summary>
+    private static async Task<bool> ServedFrom(int port, string source)
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
+        await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+        await s.SendAsync("x"u8.ToArray());
+        s.Shutdown(SocketShutdown.Send);
+        return (await Drain(s)).Length > 0;
+    }
+
     [Fact]
     public async Task Over_the_rate_a_connection_is_refused_and_logged_but_the_service_stays_up()
     {
-        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--rate", "3/1");
+        // 3 per 10 minutes: no token comes back while the test runs, however slowly this machine goes.
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--rate", "3/600");
         for (int i = 0; i < 3; i++)
         {
-            Assert.Equal("r"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "r"u8.ToArray()));
+            Assert.True(await ServedFrom(server.Port, "127.0.0.1"));
         }
-        using (Socket s = EchoClient.Connect(server.Port))
-        {
-            Assert.Empty(await Drain(s));
-        }
+        Assert.False(await ServedFrom(server.Port, "127.0.0.1"));
         server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.0\.1::\d+ rate$");
-        await Task.Delay(1100); // the bucket refills
-        Assert.Equal("again"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "again"u8.ToArray()));
+        Assert.True(await ServedFrom(server.Port, "127.0.0.2")); // the service is up for everyone else
+        Assert.False(await ServedFrom(server.Port, "127.0.0.1"));
+    }
+
+    [Fact]
+    public async Task A_client_over_the_rate_is_served_again_once_its_bucket_has_refilled_even_retrying_at_once()
+    {
+        // 1 per 0.2 s, refilled exactly: a client retrying as fast as the server answers still regains its
+        // token 0.2 s after it took it, never sooner.
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--rate", "1/0.2");
+        var clock = System.Diagnostics.Stopwatch.StartNew(); // started before the server takes the token
+        Assert.True(await ServedFrom(server.Port, "127.0.0.1"));
+        int refused = 0;
+        bool served = false;
+        while (!served && refused < 100_000 && clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            served = await ServedFrom(server.Port, "127.0.0.1"); // each try waits for the server's answer
+            refused += served ? 0 : 1;
+        }
+        TimeSpan elapsed = clock.Elapsed;
+        Assert.True(served, $"still refused after {refused} tries in {elapsed.TotalSeconds:0.0} s");
+        // The server's clock ticks in jiffies (Environment.TickCount64): allow one coarse tick.
+        Assert.True(elapsed >= TimeSpan.FromMilliseconds(190), $"served again after {elapsed.TotalMilliseconds} ms");
+        if (refused > 0)
+        {
+            server.WaitForLogCount(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.0\.1::\d+ rate$", refused);
+        }
+        Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: deny ", StringComparison.Ordinal) && !l.EndsWith(" rate", StringComparison.Ordinal));
     }
 
     [Fact]
     public async Task The_per_IP_table_makes_room_for_new_clients_when_it_fills()
     {
         // --max-connections 1 sizes the per-IP table at 64 slots; 80 source addresses overflow it unless
-        // the parent evicts idle peers (PeerTable).
-        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q", "--max-connections", "1", "--rate", "5/0.2");
-        async Task EchoFrom(string source)
+        // the parent evicts idle peers (PeerTable). 5 per 10 minutes: no token comes back during the test.
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q", "--max-connections", "1", "--rate", "5/600");
+        for (int i = 1; i <= 80; i++)
         {
-            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
-            await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
-            Assert.Equal("hi"u8.ToArray(), await EchoClient.ExchangeAsync(s, "hi"u8.ToArray()));
+            Assert.True(await ServedFrom(server.Port, $"127.0.{1 + (i / 41)}.{i}"), $"client {i} refused");
         }
-        for (int i = 1; i <= 40; i++)
-        {
-            await EchoFrom($"127.0.1.{i}");
-        }
-        await Task.Delay(300);
-        for (int i = 1; i <= 40; i++)
-        {
-            await EchoFrom($"127.0.2.{i}");
-        }
-        Assert.False(server.HasExited);
-        Assert.Empty(server.StderrLines);
 
         // The table still works for a newcomer (a full table would fail open and never refuse):
-        // six quick connections from one new address, over its 5 per 0.2 s.
-        int refused = 0;
-        for (int i = 0; i < 6; i++)
+        // six connections from one new address, over its 5.
+        bool[] served = new bool[6];
+        for (int i = 0; i < served.Length; i++)
         {
-            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.3.1"), 0));
-            await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
-            await s.SendAsync("x"u8.ToArray());
-            s.Shutdown(SocketShutdown.Send);
-            if ((await Drain(s)).Length == 0)
-            {
-                refused++;
-            }
+            served[i] = await ServedFrom(server.Port, "127.0.3.1");
         }
-        Assert.Equal(1, refused);
+        Assert.Equal([true, true, true, true, true, false], served);
+
+        int from = server.LogCount;
+        server.Signal(Native.SIGHUP);
+        string stats = server.WaitForLog("^tcpfork: stats: ", from: from);
+        // 81 addresses in 64 slots: at least 17 evictions, and no client refused for want of room.
+        Match m = Regex.Match(stats, @" peers-evicted (\d+) peers-refused (\d+)$");
+        Assert.True(m.Success, stats);
+        Assert.True(int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) >= 17, stats);
+        Assert.Equal("0", m.Groups[2].Value);
+        Assert.False(server.HasExited);
+        Assert.Equal([stats], server.StderrLines); // -q: no warning (per-IP table full) was logged
     }
 
     [Fact]
@@ -172,44 +198,24 @@ public class PolicyTests
         // --max-connections 4 sizes the per-IP table at its minimum; 300 source addresses inside one rate
         // window used to fill it, and from then on every new address passed --rate and --max-per-ip.
         using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--max-connections", "4", "--rate", "1/60", "--max-per-ip", "1");
-        async Task<bool> Served(string source, Socket? keep = null)
-        {
-            Socket s = keep ?? new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                if (keep is null)
-                {
-                    s.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
-                    await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
-                }
-                await s.SendAsync("x"u8.ToArray());
-                s.Shutdown(SocketShutdown.Send);
-                return (await Drain(s)).Length > 0;
-            }
-            finally
-            {
-                if (keep is null)
-                {
-                    s.Dispose();
-                }
-            }
-        }
         for (int i = 0; i < 300; i++)
         {
-            Assert.True(await Served($"127.0.{10 + (i / 200)}.{1 + (i % 200)}"));
+            Assert.True(await ServedFrom(server.Port, $"127.0.{10 + (i / 200)}.{1 + (i % 200)}"));
         }
         // A new address: one connection held open, a second at once is over --max-per-ip and over --rate.
         using var held = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         held.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.20.1"), 0));
         await held.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port));
         Assert.Equal("h"u8.ToArray(), await EchoClient.RoundTripAsync(held, "h"u8.ToArray()));
-        Assert.False(await Served("127.0.20.1"));
+        Assert.False(await ServedFrom(server.Port, "127.0.20.1"));
         server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.20\.1::\d+ max-per-ip$");
         int from = server.LogCount;
-        Assert.True(await Served("", held));
+        await held.SendAsync("x"u8.ToArray());
+        held.Shutdown(SocketShutdown.Send);
+        Assert.Equal("x"u8.ToArray(), await Drain(held));
         server.WaitForLog(@"^tcpfork: status: 0/4$", from: from);
         // With the held connection gone, the address is still over its rate.
-        Assert.False(await Served("127.0.20.1"));
+        Assert.False(await ServedFrom(server.Port, "127.0.20.1"));
         server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.20\.1::\d+ rate$");
     }
 
@@ -251,7 +257,8 @@ public class PolicyTests
     [InlineData(Flavor.AotSpawn)]
     public async Task An_idle_timeout_ends_a_silent_client_but_not_a_busy_one(Flavor flavor)
     {
-        using ServerProcess server = ServerProcess.StartEcho(flavor, "--idle-timeout", "1");
+        // The busy client talks every 0.1 s: a pause of 2 s (the timeout) would take a machine stalled for that long.
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--idle-timeout", "2");
         using Socket silent = EchoClient.Connect(server.Port);
         using Socket busy = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(silent, "s"u8.ToArray());
@@ -260,7 +267,7 @@ public class PolicyTests
         while (!silentEnd.IsCompleted && DateTime.UtcNow - started < TimeSpan.FromSeconds(10))
         {
             await EchoClient.RoundTripAsync(busy, "b"u8.ToArray());
-            await Task.Delay(200);
+            await Task.Delay(100); // pacing only: the loop ends on the silent client's EOF
         }
         Assert.Empty(await silentEnd);
         server.WaitForLog(@"^tcpfork: timeout: \d+ idle \d+(\.\d)? s; sent SIGTERM$");

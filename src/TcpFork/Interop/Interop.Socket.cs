@@ -77,6 +77,28 @@ internal static unsafe partial class Interop
         return Math.Min(*(uint*)(info + TcpInfoLastDataSent), *(uint*)(info + TcpInfoLastDataRecv));
     }
 
+    internal const int SO_PEERCRED = 17;
+
+    /// <summary>struct ucred.</summary>
+    internal struct UCred
+    {
+        public int Pid;
+        public uint Uid;
+        public uint Gid;
+    }
+
+    /// <summary>
+    /// The uid of the process that connected a unix socket (SO_PEERCRED: recorded by the kernel at
+    /// connect, so a client cannot change it afterwards), or <see cref="uint.MaxValue"/> — (uid_t)-1, no
+    /// real user's — if it cannot be read.
+    /// </summary>
+    internal static uint PeerUid(int fd)
+    {
+        UCred cred;
+        int len = sizeof(UCred);
+        return GetSockOpt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(UCred) ? cred.Uid : uint.MaxValue;
+    }
+
     internal const int SO_ATTACH_FILTER = 26;
 
     [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]

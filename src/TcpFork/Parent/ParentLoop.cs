@@ -146,6 +146,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             return false;
         }
         peer.Length = len;
+        if (peer.IsUnix)
+        {
+            peer.Uid = Interop.PeerUid(fd); // a unix client has no IP: the policies judge it by its uid
+        }
         Serve(fd, peer);
         return true;
     }

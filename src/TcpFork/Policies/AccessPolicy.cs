@@ -13,21 +13,26 @@ internal enum Verdict
 
 /// <summary>
 /// The checks the parent makes before it creates a child: allow/deny rules (first match wins, default
-/// allow), connections per IP, connection rate per IP. A refused connection is logged and closed; the
+/// allow; looked up in a <see cref="RuleIndex"/> built once per load, whatever their number), connections per IP, connection rate per IP. A refused connection is logged and closed; the
 /// service itself is never disabled. Allocation-free per connection, and bounded work: one
 /// <see cref="PeerTable"/> lookup per accept (a bucket of 16 slots), one per start and one per end.
 /// Rules see the client's whole address; <c>--max-per-ip</c> and <c>--rate</c> count an IPv6 client under its
-/// <see cref="TcpForkServerOptions.Ipv6Prefix"/>-bit prefix.
+/// <see cref="TcpForkServerOptions.Ipv6Prefix"/>-bit prefix. A unix-socket client is judged by its uid
+/// (SO_PEERCRED, read at accept): only uid rules apply to it, and it is counted per uid
+/// (<see cref="PeerTable.UidKey"/>).
 /// </summary>
 internal sealed class AccessPolicy
 {
-    private AccessRule[] _rules;
+    private RuleIndex _index;
+    private int _lastRule = -1;
+    private readonly ParentMemory _memory;
     private readonly int _maxPerIp;
     private readonly PeerTable _peers;
 
     public AccessPolicy(TcpForkServerOptions options, IReadOnlyList<AccessRule> rules, ParentMemory memory)
     {
-        _rules = [.. rules];
+        _memory = memory;
+        _index = new RuleIndex(rules, memory);
         _maxPerIp = options.MaxPerIp;
         _peers = new PeerTable(options.MaxConnections, options.Rate, memory, options.Ipv6Prefix);
         Message = options.MaxPerIpMessage is null ? null : System.Text.Encoding.UTF8.GetBytes(options.MaxPerIpMessage + "\r\n");
@@ -36,10 +41,20 @@ internal sealed class AccessPolicy
     /// <summary>What a client over the per-IP limit is sent before it is closed, if anything.</summary>
     public byte[]? Message { get; }
 
-    /// <summary>The rule that decided the last <see cref="Verdict.DenyRule"/>.</summary>
-    public AccessRule? LastRule { get; private set; }
+    /// <summary>The rule that decided the last <see cref="Verdict.DenyRule"/> (made from its text when read: allocates).</summary>
+    public AccessRule? LastRule => _lastRule < 0 ? null : AccessRule.ParseLine(System.Text.Encoding.UTF8.GetString(LastRuleText));
 
-    public void ReplaceRules(IReadOnlyList<AccessRule> rules) => _rules = [.. rules];
+    /// <summary>The text of the rule that decided the last <see cref="Verdict.DenyRule"/>, UTF-8, without allocating (for the log).</summary>
+    public ReadOnlySpan<byte> LastRuleText => _lastRule < 0 ? default : _index.Text(_lastRule);
+
+    /// <summary>Puts <paramref name="rules"/> in force (a reload): their index is built here, once, not per connection.</summary>
+    public void ReplaceRules(IReadOnlyList<AccessRule> rules)
+    {
+        var index = new RuleIndex(rules, _memory);
+        _index.Dispose();
+        _index = index;
+        _lastRule = -1;
+    }
 
     /// <summary>SIGHUP: the rules read again; on any failure the rules in force stay (nothing a file holds may stop the parent).</summary>
     public void Reload(Func<IReadOnlyList<AccessRule>> read, ServerLog log)
@@ -67,25 +82,28 @@ internal sealed class AccessPolicy
     public Verdict Admit(in SockAddr peer, long nowMs, out int fromSameIp)
     {
         fromSameIp = 1;
-        if (!PeerTable.TryAddress(peer, out UInt128 address))
+        int first;
+        UInt128 key;
+        if (peer.IsUnix)
         {
-            return Verdict.Allow; // unix sockets have no IP
+            first = _index.FindUid(peer.Uid);
+            key = PeerTable.UidKey(peer.Uid);
         }
-        Span<byte> bytes = stackalloc byte[16];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(bytes, address);
-        foreach (AccessRule rule in _rules)
+        else if (PeerTable.TryAddress(peer, out UInt128 address))
         {
-            if (rule.Matches(bytes))
-            {
-                if (!rule.Allow)
-                {
-                    LastRule = rule;
-                    return Verdict.DenyRule;
-                }
-                break;
-            }
+            first = _index.Find(address);
+            key = _peers.AccountKey(address);
         }
-        int slot = _peers.Slot(_peers.AccountKey(address), nowMs);
+        else
+        {
+            return Verdict.Allow; // no other family is ever accepted
+        }
+        if (first >= 0 && !_index.Allows(first))
+        {
+            _lastRule = first;
+            return Verdict.DenyRule;
+        }
+        int slot = _peers.Slot(key, nowMs);
         if (slot < 0)
         {
             return Verdict.DenyTableFull;
@@ -105,17 +123,30 @@ internal sealed class AccessPolicy
 
     public void Started(in SockAddr peer, long nowMs)
     {
-        if (PeerTable.TryAddress(peer, out UInt128 address))
+        if (TryKey(peer, out UInt128 key))
         {
-            _peers.AddConnection(_peers.AccountKey(address), nowMs);
+            _peers.AddConnection(key, nowMs);
         }
     }
 
     public void Ended(in SockAddr peer)
     {
-        if (PeerTable.TryAddress(peer, out UInt128 address))
+        if (TryKey(peer, out UInt128 key))
         {
-            _peers.RemoveConnection(_peers.AccountKey(address));
+            _peers.RemoveConnection(key);
         }
+    }
+
+    /// <summary>What <c>--max-per-ip</c> and <c>--rate</c> count the peer under: its IP (IPv6: its prefix) or, on a unix socket, its uid.</summary>
+    private bool TryKey(in SockAddr peer, out UInt128 key)
+    {
+        if (peer.IsUnix)
+        {
+            key = PeerTable.UidKey(peer.Uid);
+            return true;
+        }
+        bool ip = PeerTable.TryAddress(peer, out UInt128 address);
+        key = _peers.AccountKey(address);
+        return ip;
     }
 }

@@ -99,6 +99,14 @@ internal sealed unsafe class PeerTable
         return true;
     }
 
+    /// <summary>
+    /// The key a unix-socket client is counted under: <c>ff00::</c> plus its uid in the low 32 bits. That
+    /// is a multicast address, which is never the source of a TCP connection (RFC 4291 2.7; the kernel
+    /// drops such packets), and no IP client's key falls in <c>ff00::/16</c>: an IPv4 client's is
+    /// <c>::ffff:a.b.c.d</c>, an IPv6 client's is its unicast address or that address cut to a prefix.
+    /// </summary>
+    public static UInt128 UidKey(uint uid) => ((UInt128)0xff00 << 112) | uid;
+
     /// <summary>The key the policies count under: an IPv4 address as is, an IPv6 address cut to its prefix.</summary>
     public UInt128 AccountKey(UInt128 address)
     {

@@ -25,6 +25,7 @@ public sealed partial class ServerProcess : IDisposable
     }
 
     private readonly Thread[] _readers;
+    private int _streamsAtEnd;
 
     private Thread Reader(StreamReader from, List<string> into)
     {
@@ -34,6 +35,11 @@ public sealed partial class ServerProcess : IDisposable
             while ((line = from.ReadLine()) is not null)
             {
                 Add(into, line);
+            }
+            lock (_gate)
+            {
+                _streamsAtEnd++; // EOF: every writer (the server and any child) has closed it
+                Monitor.PulseAll(_gate);
             }
         }) { IsBackground = true, Name = "server output" };
         t.Start();
@@ -75,32 +81,39 @@ public sealed partial class ServerProcess : IDisposable
         return server;
     }
 
+    /// <summary>
+    /// The tests read the per-connection lines (<c>ok</c>, <c>end</c>, <c>deny</c>, <c>status</c>), which
+    /// tcpfork writes with <c>-v</c>: added unless the test chose a level itself.
+    /// </summary>
+    private static string[] Verbose(string[] extra) =>
+        extra.Any(a => a is "-q" or "--quiet" or "-v" or "--verbose") ? [] : ["-v"];
+
     /// <summary>Starts the echo command for a flavor with extra arguments.</summary>
     public static ServerProcess StartEcho(Flavor flavor, params string[] extra)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["echo", .. mode, .. extra], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
+        return Start(exe, ["echo", .. mode, .. Verbose(extra), .. extra], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
     }
 
     /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with the given binary and mode.</summary>
     public static ServerProcess StartExec(Flavor flavor, string[] extra, params string[] program)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["exec", .. mode, .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
+        return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
     }
 
     /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with <paramref name="env"/> added to tcpfork's own environment.</summary>
     public static ServerProcess StartExec(Flavor flavor, IDictionary<string, string> env, string[] extra, params string[] program)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["exec", .. mode, .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
+        return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
     }
 
     /// <summary>Starts the echo command on a unix socket at <paramref name="path"/>.</summary>
     public static ServerProcess StartUnixEcho(Flavor flavor, string path, params string[] extra)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        var server = Start(exe, ["echo", .. mode, "--listen", "unix:" + path, .. extra], listeners: 0);
+        var server = Start(exe, ["echo", .. mode, .. Verbose(extra), "--listen", "unix:" + path, .. extra], listeners: 0);
         server.WaitForStdout(new Regex("^Listening for connections on unix:"), TimeSpan.FromSeconds(30), 0);
         return server;
     }
@@ -138,6 +151,14 @@ public sealed partial class ServerProcess : IDisposable
     public string WaitForLog(string pattern, TimeSpan? timeout = null, int from = 0) =>
         WaitFor(_stderr, new Regex(pattern), timeout ?? TimeSpan.FromSeconds(20), from, "stderr");
 
+    /// <summary>
+    /// Waits until <paramref name="count"/> stderr lines match <paramref name="pattern"/> (counting from line
+    /// <paramref name="from"/>); returns the last of them. For "every child has been reaped": the parent logs
+    /// <c>end P …</c> after waitpid, so N such lines mean N children are gone.
+    /// </summary>
+    public string WaitForLogCount(string pattern, int count, TimeSpan? timeout = null, int from = 0) =>
+        WaitFor(_stderr, new Regex(pattern), timeout ?? TimeSpan.FromSeconds(20), from, "stderr", skip: count - 1);
+
     /// <summary>How many stderr lines there are so far (a starting point for <see cref="WaitForLog"/>).</summary>
     public int LogCount
     {
@@ -158,25 +179,28 @@ public sealed partial class ServerProcess : IDisposable
     private string WaitFor(List<string> list, Regex pattern, TimeSpan timeout, int from, string name, int skip = 0)
     {
         var deadline = Stopwatch.StartNew();
+        int next = from, seen = 0;
         lock (_gate)
         {
             while (true)
             {
-                int seen = 0;
-                for (int i = from; i < list.Count; i++)
+                // Each line is matched once, however many lines arrive while waiting.
+                for (; next < list.Count; next++)
                 {
-                    if (pattern.IsMatch(list[i]) && seen++ == skip)
+                    if (pattern.IsMatch(list[next]) && seen++ == skip)
                     {
-                        return list[i];
+                        return list[next];
                     }
                 }
                 TimeSpan left = timeout - deadline.Elapsed;
-                if (left <= TimeSpan.Zero || (_process.HasExited && deadline.Elapsed > TimeSpan.FromSeconds(1)))
+                // Both streams at EOF: every line the server (or a child) wrote has been read, none can follow.
+                if (left <= TimeSpan.Zero || _streamsAtEnd == _readers.Length)
                 {
-                    throw new TimeoutException($"no {name} line matching /{pattern}/ within {timeout.TotalSeconds} s; " +
-                        $"exited: {_process.HasExited}; stdout:\n{string.Join('\n', _stdout)}\nstderr:\n{string.Join('\n', _stderr)}");
+                    throw new TimeoutException($"no {name} line matching /{pattern}/ (match {skip + 1}; {seen} seen) " +
+                        (left <= TimeSpan.Zero ? $"within {timeout.TotalSeconds} s" : "before the output ended") +
+                        $"; exited: {_process.HasExited}; stdout:\n{string.Join('\n', _stdout)}\nstderr:\n{string.Join('\n', _stderr)}");
                 }
-                Monitor.Wait(_gate, left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
+                Monitor.Wait(_gate, left); // woken by every new line and by EOF
             }
         }
     }

@@ -19,6 +19,12 @@ internal unsafe struct SockAddr : IUtf8SpanFormattable, ISpanFormattable
     /// <summary>How many bytes of the buffer are the address (socklen_t).</summary>
     public int Length;
 
+    /// <summary>
+    /// For a unix-socket peer: the uid of the process that connected (SO_PEERCRED), read by the parent at
+    /// accept — what rules, <c>--max-per-ip</c> and <c>--rate</c> judge a unix client by. Unused for TCP.
+    /// </summary>
+    public uint Uid;
+
     public readonly int Family => _bytes[0] | (_bytes[1] << 8);
 
     public readonly bool IsUnix => Family == Interop.AF_UNIX;

@@ -43,6 +43,18 @@ internal sealed unsafe class ParentMemory : IDisposable
         return (T*)p;
     }
 
+    /// <summary>Unmaps a block from <see cref="Allocate{T}"/> or <see cref="AllocateShared{T}"/> (rules replaced by a reload).</summary>
+    public void Free(void* block)
+    {
+        nint address = (nint)block;
+        int i = _mappings.FindIndex(m => m.Address == address);
+        if (i >= 0)
+        {
+            Interop.Munmap(_mappings[i].Address, _mappings[i].Length);
+            _mappings.RemoveAt(i);
+        }
+    }
+
     public void Dispose()
     {
         foreach ((nint address, nuint length) in _mappings)
