@@ -55,7 +55,7 @@ public sealed unsafe class Connection
     public EndPoint RemoteEndPoint => ToEndPoint(Addresses.Peer);
 
     /// <summary>Writes one line to tcpfork's log on stderr, prefixed <c>tcpfork: PID: </c>.</summary>
-    public void WriteLog(string message) => Log.Write($"{ProcessId}: {message}");
+    public void WriteLog(string message) => Log.HandlerMessage(ProcessId, message);
 
     /// <summary>The kernel's addresses of this connection, for the UCSPI environment.</summary>
     internal Accepted Addresses

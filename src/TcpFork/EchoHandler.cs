@@ -32,9 +32,9 @@ public static unsafe class EchoHandler
         {
             Interop.Shutdown(fd, Interop.SHUT_WR);
         }
-        else if (log.IsVerbose)
+        else
         {
-            log.Write($"{pid}: {Interop.ErrorText(error)}");
+            log.ChildError(pid, error);
         }
         Interop.Close(fd);
         return error == 0 ? 0 : 1;
@@ -57,10 +57,7 @@ public static unsafe class EchoHandler
                 return e == Errno.EINVAL && spliced ? Errno.EPROTO : e;
             }
             spliced = true;
-            if (log.IsVerbose)
-            {
-                log.Write($"{pid}: received {n} bytes; echoing");
-            }
+            log.EchoReceived(pid, n);
             for (nint left = n; left > 0;)
             {
                 nint m = Interop.Splice(pipeRead, fd, (nuint)left);
@@ -85,10 +82,7 @@ public static unsafe class EchoHandler
                 {
                     return n == 0 ? 0 : Interop.LastError;
                 }
-                if (log.IsVerbose)
-                {
-                    log.Write($"{pid}: received {n} bytes; echoing");
-                }
+                log.EchoReceived(pid, n);
                 for (nint done = 0; done < n;)
                 {
                     nint m = Interop.Send(fd, buffer + done, (nuint)(n - done));

@@ -3,12 +3,12 @@ namespace TcpFork;
 /// <summary>How much tcpfork writes to stderr.</summary>
 public enum LogLevel
 {
-    /// <summary>Errors and fatal errors only (<c>-q</c>).</summary>
+    /// <summary>Warnings and errors only (<c>-q</c>).</summary>
     Quiet,
 
-    /// <summary>Start, stop, status, one line when a child starts and one when it ends.</summary>
+    /// <summary>Also the server's own events: start, stop, exit, timeouts, rule reloads, stats; nothing per connection, as tcpserver without <c>-v</c>.</summary>
     Normal,
 
-    /// <summary>Also each child's progress lines (<c>-v</c>).</summary>
+    /// <summary>Also a line at each connection's start and end (tcpserver's <c>-v</c> lines) and the echo children's progress (<c>-v</c>).</summary>
     Verbose,
 }

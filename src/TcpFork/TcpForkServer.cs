@@ -164,7 +164,7 @@ public sealed class TcpForkServer
         if (extraThreads.Count > 0)
         {
             // After the re-exec above, so the line is written once.
-            log.Write($"warning: fork mode needs a parent with one thread; running: {string.Join(", ", extraThreads)}; serving in spawn mode");
+            log.ServingInSpawnMode(string.Join(", ", extraThreads));
         }
         IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
         SockAddr[] resolved = addresses.SelectMany(a => a.Resolve()).ToArray();
@@ -193,7 +193,7 @@ public sealed class TcpForkServer
             WarnIfUnblocked(SignalMask.FirstThreadNotBlocking(), log);
             if (!_minimalChildren && !ForkedRuntime.CanRestoreFinalizer)
             {
-                log.Write($"warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"{Interop.Runtime}\" /> (the TcpFork package's build props add it)");
+                log.NoFinalizerInChildren();
             }
         }
         Announce(listeners, launcher, log);
@@ -204,7 +204,7 @@ public sealed class TcpForkServer
     {
         if (thread is not null)
         {
-            log.Write($"warning: thread '{thread}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
+            log.SignalsUnblocked(thread);
         }
     }
 
@@ -241,11 +241,7 @@ public sealed class TcpForkServer
                     l.Address.IsUnix ? $"Listening for connections on {l.Address}\n" : $"Listening for connections on port {l.Address.Port}\n"));
             }
         }
-        if (log.IsNormal)
-        {
-            string where = string.Join(' ', listeners.Select(l => l.Address.ToString()));
-            log.Write($"start: pid {Interop.GetPid()} mode {launcher.Action} listen {where} max-connections {_options.MaxConnections} backlog {_options.Backlog}");
-            log.Flush();
-        }
+        log.Start(Interop.GetPid(), launcher.Action, string.Join(' ', listeners.Select(l => l.Address.ToString())), _options.MaxConnections, _options.Backlog);
+        log.Flush();
     }
 }

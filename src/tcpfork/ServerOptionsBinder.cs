@@ -114,8 +114,8 @@ internal sealed class ServerOptionsBinder
         Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
     };
 
-    private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each child's progress." };
-    private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log errors only." };
+    private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each connection's start and end (tcpserver's -v lines) and the echo children's progress." };
+    private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log warnings and errors only." };
 
     public void AddTo(Command command)
     {

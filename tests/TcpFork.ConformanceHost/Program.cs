@@ -5,7 +5,7 @@ using TcpFork.ConformanceHost;
 // conformancehost MODE FILE: serves one probe per connection (Probes.cs). Before Run() it does what a
 // real program does and a forked child must cope with: it reads the cached process id, draws from
 // Random.Shared and keeps a file open. Nothing here may start a thread (fork mode would refuse).
-var options = new TcpForkServerOptions { Mode = Enum.Parse<ProcessMode>(args[0], ignoreCase: true), LogLevel = LogLevel.Normal };
+var options = new TcpForkServerOptions { Mode = Enum.Parse<ProcessMode>(args[0], ignoreCase: true), LogLevel = LogLevel.Verbose };
 options.Listen.Add(ListenAddress.Parse("127.0.0.1:0"));
 var state = new ParentState(Environment.ProcessId, Random.Shared.Next(), new FileStream(args[1], FileMode.Open, FileAccess.Read));
 

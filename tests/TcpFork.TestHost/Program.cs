@@ -8,7 +8,7 @@ if (Environment.GetEnvironmentVariable("TESTHOST_MAIN_LOG") is { } mainLog)
 {
     File.AppendAllText(mainLog, $"main {Environment.ProcessId}\n"); // how often Main runs, and where
 }
-var options = new TcpForkServerOptions { Mode = Enum.Parse<ProcessMode>(args[1], ignoreCase: true) };
+var options = new TcpForkServerOptions { Mode = Enum.Parse<ProcessMode>(args[1], ignoreCase: true), LogLevel = LogLevel.Verbose };
 options.Listen.Add(ListenAddress.Parse("127.0.0.1:0"));
 
 // State made before Run: a forked child sees the parent's copy; a spawned child makes its own.

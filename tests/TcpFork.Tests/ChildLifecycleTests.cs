@@ -31,7 +31,7 @@ public class ChildLifecycleTests
     public async Task Without_close_range_a_forked_child_still_holds_only_its_connection()
     {
         // close_range fails with ENOSYS (a kernel before 5.9, an old seccomp profile): the child closes what /proc/self/fd lists.
-        using ServerProcess server = ServerProcess.Start(Binaries.NoCloseRange, [Binaries.AotBinary, "echo", "--mode", "fork"]);
+        using ServerProcess server = ServerProcess.Start(Binaries.NoCloseRange, [Binaries.AotBinary, "echo", "-v", "--mode", "fork"]);
         await AssertTheChildHoldsOnlyItsConnection(server, Flavor.AotFork);
     }
 

@@ -165,7 +165,7 @@ public class PolicyTests
     {
         // --max-connections 1 sizes the per-IP table at 64 slots; 80 source addresses overflow it unless
         // the parent evicts idle peers (PeerTable). 5 per 10 minutes: no token comes back during the test.
-        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q", "--max-connections", "1", "--rate", "5/600");
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--max-connections", "1", "--rate", "5/600");
         for (int i = 1; i <= 80; i++)
         {
             Assert.True(await ServedFrom(server.Port, $"127.0.{1 + (i / 41)}.{i}"), $"client {i} refused");
@@ -189,7 +189,7 @@ public class PolicyTests
         Assert.True(int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) >= 17, stats);
         Assert.Equal("0", m.Groups[2].Value);
         Assert.False(server.HasExited);
-        Assert.Equal([stats], server.StderrLines); // -q: no warning (per-IP table full) was logged
+        Assert.DoesNotContain(server.StderrLines, l => l.Contains(" warning: ", StringComparison.Ordinal)); // no "per-IP table" warning
     }
 
     [Fact]

@@ -21,7 +21,7 @@ public class RepeatedWarningsTests
                 {
                     if (repeats.First(Repeat.AcceptPaused, Errno.EMFILE, now))
                     {
-                        log.Write($"first {i}");
+                        log.AcceptPaused(Errno.EMFILE, TimeSpan.FromMilliseconds(i));
                     }
                     repeats.Tick(now);
                 }
@@ -34,7 +34,7 @@ public class RepeatedWarningsTests
             string[] lines = File.ReadAllLines(path);
             Assert.Equal(
             [
-                "tcpfork: first 0",
+                "tcpfork: warning: accept: Too many open files; pausing 0 ms",
                 "tcpfork: warning: accept: Too many open files; repeated 100 times in the last 10 s",
                 "tcpfork: warning: accept: Too many open files; repeated 100 times in the last 10 s",
                 "tcpfork: warning: accept: Too many open files; repeated 49 times in the last 5 s; cleared",

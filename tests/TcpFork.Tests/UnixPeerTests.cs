@@ -40,7 +40,7 @@ public class UnixPeerTests
         Assert.True(Environment.IsPrivilegedProcess, "the test expects to run as root (uid 0)");
         string path = SocketPath();
         (string exe, string[] mode) = Binaries.For(flavor);
-        using ServerProcess server = ServerProcess.Start(exe, ["echo", .. mode, "--listen", "unix:" + path, "--listen", "127.0.0.1:0", "--deny", "uid:0"], listeners: 1);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", .. mode, "-v", "--listen", "unix:" + path, "--listen", "127.0.0.1:0", "--deny", "uid:0"], listeners: 1);
         using (Socket unix = EchoClient.ConnectUnix(path))
         {
             await unix.SendAsync("x"u8.ToArray());

@@ -35,7 +35,7 @@ internal static unsafe class ChildProcess
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            log.Write($"error: {Interop.GetPid()}: handler failed: {e.GetType().Name}: {e.Message}");
+            log.HandlerFailed(e);
             return 1;
         }
     }

@@ -62,7 +62,7 @@ internal sealed unsafe class ExecHandler
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &none, null);
         Interop.Execvpe(command.Path, command.Argv, command.Envp);
         Errno error = Interop.LastError;
-        connection.Log.Write($"warning: unable to exec {program.File}: {Interop.ErrorText(error)}");
+        connection.Log.ExecFailed(program.File, error);
         return 127;
     }
 }

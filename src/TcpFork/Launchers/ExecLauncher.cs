@@ -28,7 +28,7 @@ internal sealed unsafe class ExecLauncher : ILauncher
         _scratch = (byte*)NativeMemory.AllocZeroed((nuint)_scratchSize);
     }
 
-    public string Name => "exec";
+    public bool NeedsLocalAddress => true;
 
     public string Action { get; }
 

@@ -17,7 +17,7 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
 
     private readonly Connection _connection = new(-1, default, log);
 
-    public string Name => "fork";
+    public string Action => "fork";
 
     public int Launch(int fd, in Accepted connection, out Errno error)
     {

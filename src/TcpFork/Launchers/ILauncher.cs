@@ -3,11 +3,11 @@ namespace TcpFork;
 /// <summary>Creates the child process for one accepted connection.</summary>
 internal interface ILauncher : IDisposable
 {
-    /// <summary>The mode's name for the start-up log line.</summary>
-    string Name { get; }
+    /// <summary>What a launch does, for the start line and when it fails: <c>fork</c>, <c>spawn</c>, <c>exec PROGRAM</c>.</summary>
+    string Action { get; }
 
-    /// <summary>What failed when a launch fails, for the warning line: <c>fork</c>, <c>spawn</c>, <c>exec PROGRAM</c>.</summary>
-    string Action => Name;
+    /// <summary>True when children need the connection's local address (exec's TCPLOCALIP); the parent reads it then.</summary>
+    bool NeedsLocalAddress => false;
 
     /// <summary>
     /// The exit status of a child whose .NET runtime could not start (before Main: no thread, no memory),

@@ -25,7 +25,7 @@ internal sealed unsafe class SpawnLauncher : ILauncher
         _fromSameIp = _command.ValueOf(ChildRole.FromSameIpVariable);
     }
 
-    public string Name => "spawn";
+    public string Action => "spawn";
 
     /// <summary>
     /// The child is this same program: under NativeAOT a runtime that cannot start (no finalizer thread)

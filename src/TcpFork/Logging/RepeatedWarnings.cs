@@ -68,13 +68,13 @@ internal sealed unsafe class RepeatedWarnings
             run.Count++;
             if (now - run.Since >= WindowMs)
             {
-                Summarize(kind, now, ""u8);
+                Summarize(kind, now, RepeatEnd.None);
             }
             return false;
         }
         if (run.Active)
         {
-            Summarize(kind, now, "; the cause changed"u8);
+            Summarize(kind, now, RepeatEnd.CauseChanged);
         }
         run.Active = true;
         run.Cause = cause;
@@ -90,7 +90,7 @@ internal sealed unsafe class RepeatedWarnings
         ref Run run = ref _runs[(int)kind];
         if (run.Active)
         {
-            Summarize(kind, now, "; cleared"u8);
+            Summarize(kind, now, RepeatEnd.Cleared);
             run.Active = false;
         }
     }
@@ -110,7 +110,7 @@ internal sealed unsafe class RepeatedWarnings
             }
             if (run.Count > 0)
             {
-                Summarize((Repeat)k, now, ""u8);
+                Summarize((Repeat)k, now, RepeatEnd.None);
             }
             else
             {
@@ -119,32 +119,13 @@ internal sealed unsafe class RepeatedWarnings
         }
     }
 
-    /// <summary>
-    /// <c>warning: WHAT: REASON; repeated N times in the last S s[; cleared|; the cause changed]</c>, when
-    /// any were counted; the window starts again.
-    /// </summary>
-    private void Summarize(Repeat kind, long now, ReadOnlySpan<byte> end)
+    /// <summary>The count line of <paramref name="kind"/>, when any were counted; the window starts again.</summary>
+    private void Summarize(Repeat kind, long now, RepeatEnd end)
     {
         ref Run run = ref _runs[(int)kind];
         if (run.Count > 0)
         {
-            double seconds = (now - run.Since) / 1000.0;
-            ReadOnlySpan<byte> reason = Interop.ErrorText(run.Cause);
-            switch (kind)
-            {
-                case Repeat.LaunchFailed:
-                    _log.Write($"warning: unable to {_what[(int)kind]}: {reason}; repeated {run.Count} times in the last {seconds:0.#} s{end}");
-                    break;
-                case Repeat.ChildStartFailed:
-                    _log.Write($"warning: spawned children exited as a .NET runtime that could not start; repeated {run.Count} times in the last {seconds:0.#} s{end}");
-                    break;
-                case Repeat.TableFull:
-                    _log.Write($"warning: per-IP table: every slot of this client's bucket has open connections; repeated {run.Count} times in the last {seconds:0.#} s{end}");
-                    break;
-                default:
-                    _log.Write($"warning: accept: {reason}; repeated {run.Count} times in the last {seconds:0.#} s{end}");
-                    break;
-            }
+            _log.Repeated(kind, _what[(int)kind], run.Cause, run.Count, now - run.Since, end);
         }
         run.Since = now;
         run.Count = 0;

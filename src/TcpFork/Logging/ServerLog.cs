@@ -3,15 +3,19 @@ using System.Text.Unicode;
 namespace TcpFork;
 
 /// <summary>
-/// The event log on stderr: one event a line, each beginning <c>tcpfork: </c>, fixed formats listed in
-/// docs/logging.md. Lines are formatted into one preallocated buffer and written with write(2):
-/// nothing here allocates, so the parent can log every connection and still allocate 0 bytes.
-/// The parent flushes once per loop turn and before every fork; a child writes each line at once.
+/// The event log on stderr: one event a line, each beginning <see cref="Prefix"/>, in the fixed formats
+/// of ServerLog.Events.cs (listed in docs/logging.md). Lines are formatted into one preallocated buffer
+/// and written with write(2): nothing here allocates, so the parent can log every connection and still
+/// allocate 0 bytes. The parent flushes once per loop turn and before every fork; a child writes each
+/// line at once.
 /// </summary>
-internal sealed unsafe class ServerLog
+internal sealed unsafe partial class ServerLog
 {
     private const int FlushAt = 48 * 1024;
     private const int Size = 64 * 1024;
+    private static readonly byte[] s_prefix = System.Text.Encoding.UTF8.GetBytes(Prefix);
+
+    private static ReadOnlySpan<byte> PrefixUtf8 => s_prefix;
 
     // In parent-only memory: the parent's lines are no business of a forked child's.
     private readonly byte* _buffer = new ParentMemory().Allocate<byte>(Size);
@@ -33,25 +37,26 @@ internal sealed unsafe class ServerLog
 
     public bool IsVerbose => Level >= LogLevel.Verbose;
 
-    /// <summary>Space to format the next line into (after the <c>tcpfork: </c> prefix).</summary>
+    /// <summary>Space to format the next line into (after the prefix).</summary>
     private Span<byte> Begin()
     {
         if (_length > FlushAt)
         {
             Flush();
         }
-        "tcpfork: "u8.CopyTo(Buffer[_length..]);
-        return Buffer.Slice(_length + 9, Size - _length - 10);
+        PrefixUtf8.CopyTo(Buffer[_length..]);
+        return Buffer.Slice(_length + PrefixUtf8.Length, Size - _length - PrefixUtf8.Length - 1);
     }
 
     private void Commit(bool formatted, int written)
     {
         if (!formatted)
         {
-            "(line too long)"u8.CopyTo(Buffer[(_length + 9)..]);
-            written = 15;
+            ReadOnlySpan<byte> tooLong = "(line too long)"u8;
+            tooLong.CopyTo(Buffer[(_length + PrefixUtf8.Length)..]);
+            written = tooLong.Length;
         }
-        _length += 9 + written;
+        _length += PrefixUtf8.Length + written;
         _buffer[_length++] = (byte)'\n';
         // A child (forked, or the library in a spawned one) writes each line at once: it ends in _exit.
         if (Interop.GetPid() != _owner || ChildLineByLine)
@@ -81,22 +86,8 @@ internal sealed unsafe class ServerLog
     /// <summary>True in a spawned child, whose log object was made in its own process.</summary>
     public bool ChildLineByLine { get; set; }
 
-    /// <summary>
-    /// <c>warning: the HOOK hook threw TYPE: MESSAGE; CONSEQUENCE</c> — a Verify or ChildExited hook threw
-    /// in the parent (logged once per hook and exception type; the message's first line only).
-    /// </summary>
-    public void HookThrew(string hook, Exception e, string consequence)
-    {
-        ReadOnlySpan<char> message = e.Message;
-        int end = message.IndexOfAny('\r', '\n');
-        Write($"warning: the {hook} hook threw {e.GetType().Name}: {(end < 0 ? message : message[..end])}; {consequence}");
-    }
-
-    /// <summary><c>error: PID: handler exceeded the memory limit (N bytes)</c> — a child's handler ran out of the memory <see cref="ChildLimits.AddressSpace"/> gave it; the child exits 1.</summary>
-    public void MemoryLimitExceeded(long bytes) => Write($"error: {Interop.GetPid()}: handler exceeded the memory limit ({bytes} bytes)");
-
-    /// <summary>Writes one line, formatted straight into the buffer: <c>log.Write($"end {pid} status {s}")</c>.</summary>
-    public void Write([System.Runtime.CompilerServices.InterpolatedStringHandlerArgument("")] ref LineHandler line) => line.Finish();
+    /// <summary>Writes one line, formatted straight into the buffer: <c>Write($"end {pid} status {s}")</c>; only the event methods call it.</summary>
+    private void Write([System.Runtime.CompilerServices.InterpolatedStringHandlerArgument("")] ref LineHandler line) => line.Finish();
 
     /// <summary>Formats one line straight into the log buffer; see <see cref="Write(ref LineHandler)"/>.</summary>
     [System.Runtime.CompilerServices.InterpolatedStringHandler]

@@ -56,6 +56,25 @@ internal sealed class AccessPolicy
         _lastRule = -1;
     }
 
+    /// <summary>SIGHUP: the rules read again; on any failure the rules in force stay (nothing a file holds may stop the parent).</summary>
+    public void Reload(Func<IReadOnlyList<AccessRule>> read, ServerLog log)
+    {
+        try
+        {
+            IReadOnlyList<AccessRule> rules = read();
+            ReplaceRules(rules);
+            log.RulesReloaded(rules.Count);
+        }
+#pragma warning disable CA1031 // Any failure keeps the rules in force.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            log.RulesKept(e);
+        }
+        // The reload's garbage would otherwise stay resident, and every fork copies the parent's pages.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
+
     /// <summary>The per-IP table (its counters go into the stats line).</summary>
     internal PeerTable Peers => _peers;
 

@@ -81,32 +81,39 @@ public sealed partial class ServerProcess : IDisposable
         return server;
     }
 
+    /// <summary>
+    /// The tests read the per-connection lines (<c>ok</c>, <c>end</c>, <c>deny</c>, <c>status</c>), which
+    /// tcpfork writes with <c>-v</c>: added unless the test chose a level itself.
+    /// </summary>
+    private static string[] Verbose(string[] extra) =>
+        extra.Any(a => a is "-q" or "--quiet" or "-v" or "--verbose") ? [] : ["-v"];
+
     /// <summary>Starts the echo command for a flavor with extra arguments.</summary>
     public static ServerProcess StartEcho(Flavor flavor, params string[] extra)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["echo", .. mode, .. extra], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
+        return Start(exe, ["echo", .. mode, .. Verbose(extra), .. extra], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
     }
 
     /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with the given binary and mode.</summary>
     public static ServerProcess StartExec(Flavor flavor, string[] extra, params string[] program)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["exec", .. mode, .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
+        return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
     }
 
     /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with <paramref name="env"/> added to tcpfork's own environment.</summary>
     public static ServerProcess StartExec(Flavor flavor, IDictionary<string, string> env, string[] extra, params string[] program)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["exec", .. mode, .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
+        return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
     }
 
     /// <summary>Starts the echo command on a unix socket at <paramref name="path"/>.</summary>
     public static ServerProcess StartUnixEcho(Flavor flavor, string path, params string[] extra)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        var server = Start(exe, ["echo", .. mode, "--listen", "unix:" + path, .. extra], listeners: 0);
+        var server = Start(exe, ["echo", .. mode, .. Verbose(extra), "--listen", "unix:" + path, .. extra], listeners: 0);
         server.WaitForStdout(new Regex("^Listening for connections on unix:"), TimeSpan.FromSeconds(30), 0);
         return server;
     }

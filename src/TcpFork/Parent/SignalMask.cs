@@ -41,6 +41,33 @@ internal static unsafe class SignalMask
         throw Interop.Error("execve");
     }
 
+    /// <summary>The signals the parent handles, through its signalfd: CHLD, TERM, INT, HUP.</summary>
+    public static SigSet HandledSet()
+    {
+        SigSet set;
+        Interop.SigEmptySet(&set);
+        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP])
+        {
+            Interop.SigAddSet(&set, signal);
+        }
+        return set;
+    }
+
+    /// <summary>
+    /// At the end of Run(): signals that arrive after the last signalfd read must not end a process that
+    /// has drained cleanly (unblocked, a late TERM or HUP would exit 143 or 129). So they stay blocked in
+    /// this thread, and those already pending are discarded (setting SIG_IGN does that, blocked or not),
+    /// so a program that unblocks them later does not receive stale ones. Run() documents this.
+    /// </summary>
+    public static void DiscardPending()
+    {
+        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP])
+        {
+            Interop.Signal(signal, Interop.SIG_IGN);
+            Interop.Signal(signal, Interop.SIG_DFL);
+        }
+    }
+
     /// <summary>
     /// Blocks the parent's signals in the calling thread, and makes sure none is ignored: an ignored
     /// signal is discarded before a signalfd can see it, and a shell starts background jobs with
@@ -48,12 +75,7 @@ internal static unsafe class SignalMask
     /// </summary>
     public static void Block()
     {
-        SigSet set;
-        Interop.SigEmptySet(&set);
-        Interop.SigAddSet(&set, Interop.SIGCHLD);
-        Interop.SigAddSet(&set, Interop.SIGTERM);
-        Interop.SigAddSet(&set, Interop.SIGINT);
-        Interop.SigAddSet(&set, Interop.SIGHUP);
+        SigSet set = HandledSet();
         Interop.PthreadSigMask(Interop.SIG_BLOCK, &set, null);
         // Blocked first, so a default disposition cannot act in between.
         Interop.Signal(Interop.SIGCHLD, Interop.SIG_DFL);

@@ -1,0 +1,346 @@
+namespace TcpFork;
+
+/// <summary>
+/// Every line tcpfork logs, one method per format (as s6-tcpserverd's <c>log_*</c> functions and
+/// Kestrel's SocketsLog): the format is written here and nowhere else, and each method's
+/// <see cref="LineFormatAttribute"/> is the line as docs/logging.md lists it (LogFormatTests holds the
+/// two together: every method's output matches its format, and the doc lists exactly these formats).
+/// Each method knows its own level: <c>-q</c> keeps warnings and errors, the default adds the server's
+/// own events (start, stop, timeouts, reloads), and <c>-v</c> adds a line for each connection's start
+/// and end, as tcpserver's <c>-v</c> does, and the children's progress. No method allocates, unless its
+/// doc says so (start-up and rare events only).
+/// </summary>
+internal sealed partial class ServerLog
+{
+    /// <summary>What every line starts with.</summary>
+    public const string Prefix = "tcpfork: ";
+
+    // ---- Start-up (once) ----
+
+    [LineFormat("start: pid P mode ACTION listen ADDR… max-connections N backlog B")]
+    public void Start(int pid, string action, string listeners, int maxConnections, int backlog)
+    {
+        if (IsNormal)
+        {
+            Write($"start: pid {pid} mode {action} listen {listeners} max-connections {maxConnections} backlog {backlog}");
+        }
+    }
+
+    [LineFormat("warning: fork mode needs a parent with one thread; running: THREADS; serving in spawn mode")]
+    public void ServingInSpawnMode(string threads) =>
+        Write($"warning: fork mode needs a parent with one thread; running: {threads}; serving in spawn mode");
+
+    [LineFormat("warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"TcpForkNativeAotRuntime\" /> (the TcpFork package's build props add it)")]
+    public void NoFinalizerInChildren() =>
+        Write($"warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"{Interop.Runtime}\" /> (the TcpFork package's build props add it)");
+
+    [LineFormat("warning: thread 'NAME' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain")]
+    public void SignalsUnblocked(string thread) =>
+        Write($"warning: thread '{thread}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
+
+    // ---- Each connection (-v) ----
+
+    [LineFormat("pid P from ADDR")]
+    public void Launched(int pid, in SockAddr peer)
+    {
+        if (IsVerbose)
+        {
+            Write($"pid {pid} from {peer}");
+        }
+    }
+
+    /// <summary>tcpserver's <c>ok</c> fields, without DNS or ident: the host and info fields are empty.</summary>
+    [LineFormat("ok P LOCALHOST:LOCALIP:LOCALPORT REMOTEHOST:REMOTEIP:REMOTEINFO:REMOTEPORT")]
+    public void Ok(int pid, in Accepted c)
+    {
+        if (IsVerbose)
+        {
+            Connection("ok"u8, pid, c, default);
+        }
+    }
+
+    /// <summary>A refusal, before any child was made (hence pid 0).</summary>
+    [LineFormat("deny 0 LOCALHOST:LOCALIP:LOCALPORT REMOTEHOST:REMOTEIP:REMOTEINFO:REMOTEPORT REASON")]
+    public void Deny(in Accepted c, Verdict verdict)
+    {
+        if (IsVerbose)
+        {
+            Connection("deny"u8, 0, c, verdict switch
+            {
+                Verdict.DenyPerIp => "max-per-ip"u8,
+                Verdict.DenyRate => "rate"u8,
+                Verdict.DenyVerify => "verify"u8,
+                Verdict.DenyTableFull => "table-full"u8,
+                _ => "rule"u8,
+            });
+        }
+    }
+
+    private void Connection(ReadOnlySpan<byte> word, int pid, in Accepted c, ReadOnlySpan<byte> reason)
+    {
+        Span<byte> local = stackalloc byte[112], remote = stackalloc byte[112];
+        c.Local.TryFormatIP(local, out int ll);
+        c.Peer.TryFormatIP(remote, out int rl);
+        if (reason.IsEmpty)
+        {
+            Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port}");
+        }
+        else
+        {
+            Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port} {reason}");
+        }
+    }
+
+    [LineFormat("status: N/MAX")]
+    public void Status(int count, int capacity)
+    {
+        if (IsVerbose)
+        {
+            Write($"status: {count}/{capacity}");
+        }
+    }
+
+    /// <summary><c>end P status S</c> (S the exit code, where tcpserver writes the raw wait status) or <c>end P signal NAME</c>.</summary>
+    [LineFormat("end P status S")]
+    [LineFormat("end P signal SIGNAME")]
+    public void End(int pid, int waitStatus)
+    {
+        if (!IsVerbose)
+        {
+            return;
+        }
+        int signal = waitStatus & 0x7f;
+        if (signal == 0)
+        {
+            Write($"end {pid} status {(waitStatus >> 8) & 0xff}");
+            return;
+        }
+        Span<byte> name = stackalloc byte[32];
+        Write($"end {pid} signal {name[..Interop.SignalName(signal, name)]}");
+    }
+
+    // ---- The server's own events (default) ----
+
+    [LineFormat("timeout: P idle S s; sent SIGTERM")]
+    public void IdleTimeout(int pid, long quietMs)
+    {
+        if (IsNormal)
+        {
+            Write($"timeout: {pid} idle {quietMs / 1000.0:0.#} s; sent SIGTERM");
+        }
+    }
+
+    [LineFormat("timeout: P lifetime S s; sent SIGTERM")]
+    public void LifetimeTimeout(int pid, long ageMs)
+    {
+        if (IsNormal)
+        {
+            Write($"timeout: {pid} lifetime {ageMs / 1000.0:0.#} s; sent SIGTERM");
+        }
+    }
+
+    [LineFormat("timeout: P ignored SIGTERM; sent SIGKILL")]
+    public void TimeoutKilled(int pid)
+    {
+        if (IsNormal)
+        {
+            Write($"timeout: {pid} ignored SIGTERM; sent SIGKILL");
+        }
+    }
+
+    [LineFormat("rules: reloaded N rules")]
+    public void RulesReloaded(int count)
+    {
+        if (IsNormal)
+        {
+            Write($"rules: reloaded {count} rules");
+        }
+    }
+
+    /// <summary>A reload failed (allocates: the reason is the exception's text, shortened and escaped).</summary>
+    [LineFormat("warning: rules: REASON; keeping the rules in force")]
+    public void RulesKept(Exception e) =>
+        Write($"warning: rules: {(e is FormatException ? e.Message : $"{e.GetType().Name}: {Printable.Truncate(e.Message)}")}; keeping the rules in force");
+
+    [LineFormat("stats: connections N active A allocated BYTES gc G peers-evicted E peers-refused R")]
+    public void Stats(long served, int active, long allocated, int gcs, long evicted, long refused)
+    {
+        if (IsNormal)
+        {
+            Write($"stats: connections {served} active {active} allocated {allocated} gc {gcs} peers-evicted {evicted} peers-refused {refused}");
+        }
+    }
+
+    [LineFormat("stop: SIGNAME; draining N connections for up to S s")]
+    public void Draining(int signal, int children, TimeSpan timeout)
+    {
+        if (IsNormal)
+        {
+            Span<byte> name = stackalloc byte[32];
+            Write($"stop: {name[..Interop.SignalName(signal, name)]}; draining {children} connections for up to {timeout.TotalSeconds} s");
+        }
+    }
+
+    [LineFormat("stop: SIGNAME again; terminating N connections")]
+    public void StopAgainTerminating(int signal, int children)
+    {
+        if (IsNormal)
+        {
+            Span<byte> name = stackalloc byte[32];
+            Write($"stop: {name[..Interop.SignalName(signal, name)]} again; terminating {children} connections");
+        }
+    }
+
+    [LineFormat("stop: SIGNAME again; already terminating N children, SIGKILL to any left in S s")]
+    public void StopAgainWhileTerminating(int signal, int children, long killInMs)
+    {
+        Span<byte> name = stackalloc byte[32];
+        Write($"stop: {name[..Interop.SignalName(signal, name)]} again; already terminating {children} children, SIGKILL to any left in {Math.Max(0, killInMs) / 1000.0:0.#} s");
+    }
+
+    [LineFormat("stop: SIGNAME again; already sent SIGKILL, waiting for N children")]
+    public void StopAgainAfterKill(int signal, int children)
+    {
+        Span<byte> name = stackalloc byte[32];
+        Write($"stop: {name[..Interop.SignalName(signal, name)]} again; already sent SIGKILL, waiting for {children} children");
+    }
+
+    [LineFormat("stop: drain timeout; sent SIGTERM to N children, SIGKILL to any left in G s")]
+    [LineFormat("stop: second stop signal; sent SIGTERM to N children, SIGKILL to any left in G s")]
+    public void Terminating(bool secondSignal, int signalled, TimeSpan grace)
+    {
+        ReadOnlySpan<byte> why = secondSignal ? "second stop signal"u8 : "drain timeout"u8;
+        Write($"stop: {why}; sent SIGTERM to {signalled} children, SIGKILL to any left in {grace.TotalSeconds} s");
+    }
+
+    [LineFormat("stop: grace period over; sent SIGKILL to N children")]
+    public void GracePeriodOver(int killed) => Write($"stop: grace period over; sent SIGKILL to {killed} children");
+
+    [LineFormat("exit: N connections; D drained, T terminated, K killed")]
+    public void Exit(long served, long drained, long terminated, long killed)
+    {
+        if (IsNormal)
+        {
+            Write($"exit: {served} connections; {drained} drained, {terminated} terminated, {killed} killed");
+        }
+    }
+
+    // ---- Warnings that can repeat per connection (counted by RepeatedWarnings) ----
+
+    [LineFormat("warning: accept: REASON; pausing MS ms")]
+    public void AcceptPaused(Errno error, TimeSpan backoff) =>
+        Write($"warning: accept: {Interop.ErrorText(error)}; pausing {backoff.TotalMilliseconds} ms");
+
+    [LineFormat("warning: accept: REASON")]
+    public void AcceptFailed(Errno error) => Write($"warning: accept: {Interop.ErrorText(error)}");
+
+    [LineFormat("warning: unable to ACTION: REASON; closed connection from ADDR")]
+    public void LaunchFailed(string action, Errno error, in SockAddr peer) =>
+        Write($"warning: unable to {action}: {Interop.ErrorText(error)}; closed connection from {peer}");
+
+    [LineFormat("warning: per-IP table: every slot of this client's bucket has open connections; refused ADDR (N so far)")]
+    public void TableFull(in SockAddr peer, long refused) =>
+        Write($"warning: per-IP table: every slot of this client's bucket has open connections; refused {peer} ({refused} so far)");
+
+    [LineFormat("warning: P exited S after MS ms, as a .NET runtime that could not start: its handler most likely never ran; usually no thread could be created (a pids cgroup's pids.max, RLIMIT_NPROC) or no memory mapped")]
+    public void ChildStartFailed(int pid, int status, long ms) =>
+        Write($"warning: {pid} exited {status} after {ms} ms, as a .NET runtime that could not start: its handler most likely never ran; usually no thread could be created (a pids cgroup's pids.max, RLIMIT_NPROC) or no memory mapped");
+
+    /// <summary>The count of a repeated warning: WHAT and REASON are the warning's own words.</summary>
+    [LineFormat("warning: WHAT: REASON; repeated N times in the last S s[; cleared|; the cause changed]")]
+    public void Repeated(Repeat kind, string? action, Errno cause, long count, long ms, RepeatEnd end)
+    {
+        double seconds = ms / 1000.0;
+        ReadOnlySpan<byte> suffix = end switch
+        {
+            RepeatEnd.Cleared => "; cleared"u8,
+            RepeatEnd.CauseChanged => "; the cause changed"u8,
+            _ => default,
+        };
+        ReadOnlySpan<byte> reason = Interop.ErrorText(cause);
+        switch (kind)
+        {
+            case Repeat.LaunchFailed:
+                Write($"warning: unable to {action}: {reason}; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                break;
+            case Repeat.ChildStartFailed:
+                Write($"warning: spawned children: exited as a .NET runtime that could not start; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                break;
+            case Repeat.TableFull:
+                Write($"warning: per-IP table: every slot of this client's bucket has open connections; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                break;
+            default:
+                Write($"warning: accept: {reason}; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                break;
+        }
+    }
+
+    // ---- The library's hooks ----
+
+    /// <summary>Logged once per hook and exception type; the message's first line only.</summary>
+    [LineFormat("warning: the HOOK hook threw TYPE: MESSAGE; CONSEQUENCE")]
+    public void HookThrew(string hook, Exception e, string consequence)
+    {
+        ReadOnlySpan<char> message = e.Message;
+        int end = message.IndexOfAny('\r', '\n');
+        Write($"warning: the {hook} hook threw {e.GetType().Name}: {(end < 0 ? message : message[..end])}; {consequence}");
+    }
+
+    [LineFormat("warning: the HOOK hook allocated N bytes in the parent; hooks must not allocate (see docs/fork-safety.md)")]
+    public void HookAllocated(string hook, long bytes) =>
+        Write($"warning: the {hook} hook allocated {bytes} bytes in the parent; hooks must not allocate (see docs/fork-safety.md)");
+
+    // ---- In a child (each line written at once) ----
+
+    [LineFormat("warning: unable to exec PROGRAM: REASON")]
+    public void ExecFailed(string program, Errno error) => Write($"warning: unable to exec {program}: {Interop.ErrorText(error)}");
+
+    [LineFormat("error: P: handler failed: TYPE: MESSAGE")]
+    public void HandlerFailed(Exception e) => Write($"error: {Interop.GetPid()}: handler failed: {e.GetType().Name}: {e.Message}");
+
+    /// <summary>A handler ran out of the memory <see cref="ChildLimits.AddressSpace"/> gave it; the child exits 1.</summary>
+    [LineFormat("error: P: handler exceeded the memory limit (N bytes)")]
+    public void MemoryLimitExceeded(long bytes) => Write($"error: {Interop.GetPid()}: handler exceeded the memory limit ({bytes} bytes)");
+
+    [LineFormat("P: received N bytes; echoing")]
+    public void EchoReceived(int pid, long bytes)
+    {
+        if (IsVerbose)
+        {
+            Write($"{pid}: received {bytes} bytes; echoing");
+        }
+    }
+
+    [LineFormat("P: REASON")]
+    public void ChildError(int pid, Errno error)
+    {
+        if (IsVerbose)
+        {
+            Write($"{pid}: {Interop.ErrorText(error)}");
+        }
+    }
+
+    /// <summary>A handler's own line (<see cref="TcpFork.Connection.WriteLog"/>): at every level, as the handler chose to write it.</summary>
+    [LineFormat("P: MESSAGE")]
+    public void HandlerMessage(int pid, string message) => Write($"{pid}: {message}");
+}
+
+/// <summary>How a run of repeated warnings ended, for its count line.</summary>
+internal enum RepeatEnd
+{
+    /// <summary>Still going (a periodic count) or the parent is exiting.</summary>
+    None,
+
+    /// <summary>The condition is over.</summary>
+    Cleared,
+
+    /// <summary>The same warning came with another reason.</summary>
+    CauseChanged,
+}
+
+/// <summary>A log method's line as docs/logging.md lists it (after <c>tcpfork: </c>): UPPER-CASE words are the variable fields.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
+internal sealed class LineFormatAttribute(string format) : Attribute
+{
+    public string Format { get; } = format;
+}

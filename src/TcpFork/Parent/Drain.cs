@@ -1,0 +1,119 @@
+namespace TcpFork;
+
+/// <summary>Where the parent is in its life: serving, or one of the steps of a stop.</summary>
+internal enum StopPhase
+{
+    /// <summary>Accepting connections.</summary>
+    Serving,
+
+    /// <summary>Listeners closed; children finish their connections until the drain timeout or a second stop signal.</summary>
+    Draining,
+
+    /// <summary>Each child's process group has SIGTERM; those left at the end of the kill grace get SIGKILL.</summary>
+    Terminating,
+
+    /// <summary>SIGKILL sent; waiting for the last children to be reaped.</summary>
+    Killing,
+
+    /// <summary>No child left: the loop ends.</summary>
+    Done,
+}
+
+/// <summary>
+/// The stop sequence after SIGTERM or SIGINT, as a state machine with one deadline:
+/// <see cref="StopPhase.Draining"/> until <see cref="TcpForkServerOptions.DrainTimeout"/> (or at once on
+/// a second stop signal), then <see cref="StopPhase.Terminating"/> until
+/// <see cref="TcpForkServerOptions.KillGrace"/>, then <see cref="StopPhase.Killing"/>, and
+/// <see cref="StopPhase.Done"/> as soon as no child is left. The loop closes the listeners (it owns
+/// them) and calls <see cref="Tick"/> every turn, <see cref="ChildEnded"/> for every reaped child.
+/// </summary>
+internal sealed class Drain(TcpForkServerOptions options, ChildTable children, ServerLog log)
+{
+    /// <summary>A deadline that never comes.</summary>
+    public const long NoDeadline = long.MaxValue;
+
+    private bool _secondSignal;
+
+    public StopPhase Phase { get; private set; }
+
+    /// <summary>When the current phase ends (<see cref="NoDeadline"/> while serving or killing).</summary>
+    public long Deadline { get; private set; } = NoDeadline;
+
+    public long Drained { get; private set; }
+
+    public long Terminated { get; private set; }
+
+    public long Killed { get; private set; }
+
+    /// <summary>The first stop signal, once the listeners are closed: the drain begins.</summary>
+    public void Begin(int signal, long now)
+    {
+        Phase = StopPhase.Draining;
+        Deadline = now + (long)options.DrainTimeout.TotalMilliseconds;
+        log.Draining(signal, children.Count, options.DrainTimeout);
+        EndIfEmpty();
+    }
+
+    /// <summary>A stop signal after the first: a second one ends the drain at once; later ones change nothing and say when SIGKILL comes.</summary>
+    public void Again(int signal, long now)
+    {
+        switch (Phase)
+        {
+            case StopPhase.Draining:
+                log.StopAgainTerminating(signal, children.Count);
+                _secondSignal = true;
+                Deadline = now;
+                break;
+            case StopPhase.Terminating:
+                log.StopAgainWhileTerminating(signal, children.Count, Deadline - now);
+                break;
+            case StopPhase.Killing:
+                log.StopAgainAfterKill(signal, children.Count);
+                break;
+        }
+    }
+
+    /// <summary>A child was reaped (the table no longer holds it).</summary>
+    public void ChildEnded()
+    {
+        if (Phase == StopPhase.Draining)
+        {
+            Drained++;
+        }
+        EndIfEmpty();
+    }
+
+    /// <summary>Moves on when the phase's deadline has passed.</summary>
+    public void Tick(long now)
+    {
+        if (now < Deadline)
+        {
+            return;
+        }
+        switch (Phase)
+        {
+            case StopPhase.Draining:
+                Terminated = children.SignalAll(Interop.SIGTERM);
+                log.Terminating(_secondSignal, (int)Terminated, options.KillGrace);
+                Phase = StopPhase.Terminating;
+                Deadline = now + (long)options.KillGrace.TotalMilliseconds;
+                break;
+            case StopPhase.Terminating:
+                Killed = children.SignalAll(Interop.SIGKILL);
+                Terminated -= Killed;
+                log.GracePeriodOver((int)Killed);
+                Phase = StopPhase.Killing;
+                Deadline = NoDeadline;
+                break;
+        }
+    }
+
+    private void EndIfEmpty()
+    {
+        if (Phase != StopPhase.Serving && children.Count == 0)
+        {
+            Phase = StopPhase.Done;
+            Deadline = NoDeadline;
+        }
+    }
+}
