@@ -186,7 +186,7 @@ public sealed class TcpForkServer
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log, image);
         using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
-        ParentLoop.Settle();
+        ParentMemory.Settle();
         if (forks)
         {
             ForkedRuntime.ParkFinalizer(TimeSpan.FromSeconds(10));

@@ -106,7 +106,7 @@ internal static unsafe class ForkedRuntime
             }
             Thread.Sleep(1);
         }
-        // Settled again (ParentLoop.Settle): every page parking touched would be copied by every fork.
+        // Settled again (ParentMemory.Settle): every page parking touched would be copied by every fork.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 

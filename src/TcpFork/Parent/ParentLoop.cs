@@ -13,7 +13,7 @@ internal sealed unsafe class ParentLoop : IDisposable
 {
     private const int AcceptBatch = 64;
 
-    private readonly Listener[] _listeners;
+    private readonly Acceptor _acceptor;
     private readonly ILauncher _launcher;
     private readonly ServerLog _log;
     private readonly RepeatedWarnings _repeats;
@@ -24,6 +24,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly HookCalls _hooks;
     private readonly ChildTimeouts _timeouts;
     private readonly Drain _drain;
+    private readonly StartCheck _startCheck;
     /// <summary>The idle timeout reads TCP_INFO, so the parent keeps its copy of each connection until the child ends.</summary>
     private readonly bool _keepConnections;
     /// <summary>The local address is for the ok/deny lines and exec's environment: not worth a system call otherwise.</summary>
@@ -31,15 +32,11 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly Poller _poller;
     /// <summary>Connections accepted since start, in parent-only memory: it changes with every connection.</summary>
     private readonly long* _served;
-    private bool _polling;
-    /// <summary>After an accept or launch failure, when to accept again.</summary>
-    private long _resumeAt;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
         AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory)
     {
         _served = memory.Allocate<long>(1);
-        _listeners = listeners;
         _launcher = launcher;
         _log = log;
         _repeats = new RepeatedWarnings(log, memory);
@@ -52,28 +49,15 @@ internal sealed unsafe class ParentLoop : IDisposable
         _hooks = new HookCalls(options, log);
         _timeouts = new ChildTimeouts(options, _children, log, Environment.TickCount64);
         _drain = new Drain(options, _children, log);
+        _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
-    }
-
-    /// <summary>
-    /// Settles the parent before anyone can connect: gives back what start-up used (parsing, DNS…) —
-    /// every resident anonymous page is a page-table entry each fork copies and each child's exit tears
-    /// down — and lets the finalizer thread finish what that collection gave it, so no descriptor closes
-    /// behind the loop's back and, in fork mode, nothing is left for it before it is parked
-    /// (docs/fork-safety.md, invariant 3).
-    /// </summary>
-    public static void Settle()
-    {
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
+        _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff);
     }
 
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
     public int Run()
     {
-        SetPolling(true);
+        _acceptor.SetPolling(true);
         while (_drain.Phase != StopPhase.Done)
         {
             WaitAndDispatch();
@@ -91,9 +75,9 @@ internal sealed unsafe class ParentLoop : IDisposable
         for (int i = 0, n = _poller.Wait(NextTimeout()); i < n; i++)
         {
             ulong tag = _poller.TagAt(i);
-            if (tag != Poller.SignalTag && _polling)
+            if (tag != Poller.SignalTag)
             {
-                AcceptFrom(_listeners[(int)tag]);
+                AcceptFrom((int)tag, AcceptBatch);
             }
             for (int signal; tag == Poller.SignalTag && (signal = _poller.NextSignal()) != 0;)
             {
@@ -127,54 +111,16 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
     }
 
-    private void AcceptFrom(Listener listener)
+    /// <summary>
+    /// Accepts and serves up to <paramref name="limit"/> connections: while the listeners stay polled, or,
+    /// when <paramref name="emptying"/> the queue at a stop, while the child table has room.
+    /// </summary>
+    private void AcceptFrom(int listener, int limit, bool emptying = false)
     {
-        for (int i = 0; i < AcceptBatch && _polling && AcceptOne(listener); i++)
+        for (int i = 0; i < limit && (emptying ? !_children.IsFull : _acceptor.Polling)
+            && _acceptor.TryAccept(listener, out int fd, out SockAddr peer); i++)
         {
-        }
-    }
-
-    /// <summary>Accepts one connection and serves it; false when none was waiting or accept failed.</summary>
-    private bool AcceptOne(Listener listener)
-    {
-        SockAddr peer = default;
-        int len = SockAddr.Capacity;
-        int fd = Interop.Accept4(listener.Fd.Fd, &peer, &len, Interop.SOCK_CLOEXEC);
-        if (fd < 0)
-        {
-            OnAcceptError(Interop.LastError);
-            return false;
-        }
-        peer.Length = len;
-        if (peer.IsUnix)
-        {
-            peer.Uid = Interop.PeerUid(fd); // a unix client has no IP: the policies judge it by its uid
-        }
-        Serve(fd, peer);
-        return true;
-    }
-
-    private void OnAcceptError(Errno error)
-    {
-        long now = Environment.TickCount64;
-        switch (error)
-        {
-            case Errno.EAGAIN:
-                return;
-            case Errno.EMFILE or Errno.ENFILE or Errno.ENOBUFS or Errno.ENOMEM:
-                if (_repeats.First(Repeat.AcceptPaused, error, now))
-                {
-                    _log.AcceptPaused(error, _options.ErrorBackoff);
-                }
-                BackOff(now);
-                return;
-            default:
-                // ECONNABORTED, EPROTO, network errors: that connection is gone; the next is fine.
-                if (_log.IsNormal && _repeats.First(Repeat.AcceptFailed, error, now))
-                {
-                    _log.AcceptFailed(error);
-                }
-                return;
+            Serve(fd, peer);
         }
     }
 
@@ -182,7 +128,6 @@ internal sealed unsafe class ParentLoop : IDisposable
     private void Serve(int fd, in SockAddr peer)
     {
         long now = Environment.TickCount64;
-        _repeats.Cleared(Repeat.AcceptPaused, now);
         Accepted c = default;
         c.Peer = peer;
         if (_needLocalAddress)
@@ -242,7 +187,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
         if (error is Errno.EAGAIN or Errno.ENOMEM)
         {
-            BackOff(now);
+            _acceptor.BackOff(now);
         }
     }
 
@@ -256,7 +201,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _log.Status(_children.Count, _children.Capacity);
         if (_children.IsFull)
         {
-            SetPolling(false);
+            _acceptor.SetPolling(false);
         }
     }
 
@@ -270,10 +215,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 Reaped(pid, status, peer, fd, started, signalled);
             }
         }
-        if (!_polling && CanAccept(Environment.TickCount64))
-        {
-            SetPolling(true);
-        }
+        ResumeIfPossible(Environment.TickCount64);
     }
 
     private void Reaped(int pid, int status, in SockAddr peer, int fd, long started, bool signalled)
@@ -293,49 +235,22 @@ internal sealed unsafe class ParentLoop : IDisposable
         _policy.Ended(peer);
         _drain.ChildEnded();
         _log.End(pid, status);
-        if (_launcher.StartFailureStatus >= 0)
-        {
-            CheckStarted(pid, status, now - started, now);
-        }
+        _startCheck.Ended(pid, status, now - started, now);
         _log.Status(_children.Count, _children.Capacity);
     }
 
     /// <summary>
-    /// A spawned child that exits with the status of a .NET runtime that could not start (before Main,
-    /// so before its handler) gets a line saying why that usually happens: the NativeAOT runtime exits
-    /// without a word when it cannot create its finalizer thread. A handler may return that status too,
-    /// hence "usually"; the line is rate-limited like every per-connection warning.
-    /// </summary>
-    private void CheckStarted(int pid, int status, long ranMs, long now)
-    {
-        if ((status & 0x7f) != 0 || ((status >> 8) & 0xff) != _launcher.StartFailureStatus)
-        {
-            _repeats.Cleared(Repeat.ChildStartFailed, now);
-        }
-        else if (_repeats.First(Repeat.ChildStartFailed, 0, now))
-        {
-            _log.ChildStartFailed(pid, _launcher.StartFailureStatus, ranMs);
-        }
-    }
-
-    /// <summary>
     /// The first stop signal: no new connections. Connections the kernel has completed wait in the accept
-    /// queue, and closing a listener resets them, so they are served first: a TCP listener first gets a
-    /// filter that drops new SYNs (their clients retry and then find the port closed: refused, not reset),
-    /// so the queue stops growing and this ends under any load; a unix listener, which takes no filter,
-    /// gives at most one backlog's worth more.
+    /// queue, and closing a listener resets them, so they are served first (Acceptor.CloseTheDoor).
     /// </summary>
     private void StopListening()
     {
-        SetPolling(false);
-        foreach (Listener listener in _listeners)
+        _acceptor.SetPolling(false);
+        for (int i = 0; i < _acceptor.Count; i++)
         {
-            int limit = !listener.Address.IsUnix && Interop.DropIncomingSyns(listener.Fd.Fd) ? int.MaxValue : _options.Backlog;
-            for (int i = 0; i < limit && !_children.IsFull && AcceptOne(listener); i++)
-            {
-            }
-            listener.Dispose();
+            AcceptFrom(i, _acceptor.CloseTheDoor(i, _options.Backlog), emptying: true);
         }
+        _acceptor.Dispose();
     }
 
     private void RunTimers(long now)
@@ -343,18 +258,15 @@ internal sealed unsafe class ParentLoop : IDisposable
         _repeats.Tick(now);
         _timeouts.Check(now);
         _drain.Tick(now);
-        if (!_polling && CanAccept(now))
-        {
-            SetPolling(true);
-        }
+        ResumeIfPossible(now);
     }
 
-    private bool CanAccept(long now) => _drain.Phase == StopPhase.Serving && !_children.IsFull && now >= _resumeAt;
-
-    private void BackOff(long now)
+    private void ResumeIfPossible(long now)
     {
-        _resumeAt = now + (long)_options.ErrorBackoff.TotalMilliseconds;
-        SetPolling(false);
+        if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !_children.IsFull && now >= _acceptor.ResumeAt)
+        {
+            _acceptor.SetPolling(true);
+        }
     }
 
     /// <summary>Milliseconds until the next timer, or -1 for none.</summary>
@@ -362,32 +274,16 @@ internal sealed unsafe class ParentLoop : IDisposable
     {
         long now = Environment.TickCount64;
         long next = Math.Min(_drain.Deadline, _timeouts.NextCheck);
-        if (!_polling && _drain.Phase == StopPhase.Serving && !_children.IsFull)
+        if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !_children.IsFull)
         {
-            next = Math.Min(next, _resumeAt);
+            next = Math.Min(next, _acceptor.ResumeAt);
         }
         return next == Drain.NoDeadline ? -1 : (int)Math.Clamp(next - now, 0, int.MaxValue);
     }
 
-    /// <summary>Adds or removes the listeners from epoll: while full or backing off, clients wait in the backlog.</summary>
-    private void SetPolling(bool on)
-    {
-        if (on != _polling)
-        {
-            for (int i = 0; i < _listeners.Length; i++)
-            {
-                _poller.Watch(_listeners[i].Fd.Fd, (ulong)i, on);
-            }
-            _polling = on;
-        }
-    }
-
     public void Dispose()
     {
-        foreach (Listener l in _listeners)
-        {
-            l.Dispose();
-        }
+        _acceptor.Dispose();
         _poller.Dispose();
         _launcher.Dispose();
         SignalMask.DiscardPending();

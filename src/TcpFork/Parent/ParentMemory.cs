@@ -63,4 +63,19 @@ internal sealed unsafe class ParentMemory : IDisposable
         }
         _mappings.Clear();
     }
+
+    /// <summary>
+    /// Settles the parent before anyone can connect: gives back what start-up used (parsing, DNS…) —
+    /// every resident anonymous page is a page-table entry each fork copies and each child's exit tears
+    /// down — and lets the finalizer thread finish what that collection gave it, so no descriptor closes
+    /// behind the loop's back and, in fork mode, nothing is left for it before it is parked
+    /// (docs/fork-safety.md, invariant 3).
+    /// </summary>
+    public static void Settle()
+    {
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+    }
 }
