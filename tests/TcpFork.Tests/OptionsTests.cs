@@ -25,7 +25,7 @@ public class OptionsTests
     [InlineData(nameof(TcpForkServerOptions.KeepAliveIdle))]
     [InlineData(nameof(TcpForkServerOptions.KeepAliveInterval))]
     [InlineData(nameof(TcpForkServerOptions.KeepAliveCount))]
-    [InlineData("OpenFiles")]
+    [InlineData("Limits.OpenFiles")]  // a limit is named by its path from the options: TcpForkServerOptions.Limits.OpenFiles
     public void Validate_names_the_option_out_of_range(string name)
     {
         var o = new TcpForkServerOptions();
