@@ -52,6 +52,27 @@ namespace TcpFork.Cli
                 // The parser checks every value first; this is the net under it, never a stack trace.
                 return UsageError(Describe(e));
             }
+            catch (InvalidOperationException e)
+            {
+                // The library's (fork mode without a single-threaded parent…); never a runtime resource key.
+                return FatalError(IsResourceKey(e.Message) ? $"unexpected error (0x{e.HResult:x8})" : e.Message);
+            }
+            catch (IOException e)
+            {
+                // The runtime's I/O messages are resource keys in this build; on Linux its HResult is the errno.
+                return FatalError($"I/O error: {SystemCallException.Describe(e.HResult)}");
+            }
+        }
+
+        /// <summary>
+        /// True for a runtime message the build stripped to its resource key (UseSystemResourceKeys):
+        /// <c>IO_FileNotFound_FileName, /x</c>, <c>ArgumentOutOfRange_Generic_MustBeGreaterOrEqual, …</c>.
+        /// </summary>
+        public static bool IsResourceKey(string message)
+        {
+            int end = message.IndexOfAny([',', ' ']);
+            string first = end < 0 ? message : message[..end];
+            return first.Contains('_', StringComparison.Ordinal) && first.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
         }
 
         /// <summary>
@@ -105,7 +126,7 @@ namespace TcpFork.Cli
                 int at = text.IndexOf(suffix, StringComparison.Ordinal);
                 text = at >= 0 ? text[..at] : text;
             }
-            if (!text.Contains(' ', StringComparison.Ordinal))
+            if (text.Length == 0 || IsResourceKey(text))
             {
                 // A runtime message stripped to its resource key (ArgumentOutOfRange_…): say what it means.
                 text = "is out of range";

@@ -81,6 +81,28 @@ public class CliTests
         Assert.DoesNotMatch(@"[A-Z][a-z]+_[A-Z][A-Za-z]+_|System\.|TcpFork\.|expected type|Did you mean|Required|Unrecognized|--listen", line);
     }
 
+    /// <summary>
+    /// The build strips the runtime's messages to resource keys (UseSystemResourceKeys); the CLI's nets
+    /// under the parser never show one. (The JIT test host has the real messages, so the keys are given.)
+    /// </summary>
+    [Theory]
+    [InlineData("IO_FileNotFound_FileName, /nonexistent.rules", true)]
+    [InlineData("ArgumentOutOfRange_Generic_MustBeGreaterOrEqual, 0, 1", true)]
+    [InlineData("Arg_ParamName_Name", true)]
+    [InlineData("--rules /nonexistent: No such file or directory", false)]
+    [InlineData("must be positive", false)]
+    [InlineData("TcpForkServerOptions.Listen 'x': unknown host", false)]
+    public void Runtime_resource_keys_are_recognised(string message, bool isKey) =>
+        Assert.Equal(isKey, TcpFork.Cli.Cli.IsResourceKey(message));
+
+    [Fact]
+    public void A_library_range_error_with_a_stripped_message_names_the_option_without_the_key()
+    {
+        string text = TcpFork.Cli.Cli.Describe(new ArgumentOutOfRangeException("MaxConnections", "ArgumentOutOfRange_Generic_MustBeGreaterOrEqual, 0, 1"));
+        Assert.Equal("TcpForkServerOptions.MaxConnections: is out of range", text);
+        Assert.Equal("--max-connections: is out of range", TcpFork.Cli.LibraryNames.ToFlags(text));
+    }
+
     [Fact]
     public void Help_writes_enum_values_in_lower_case_and_each_default_once_as_the_library_has_it()
     {
