@@ -52,6 +52,13 @@ internal static class BenchCommand
             {
                 throw new UsageException("--hold and --bulk are different workloads: give one");
             }
+            // A workload's report says what it measured; an option it would ignore is refused, not dropped silently.
+            (string Workload, Option[] Unused)? mismatch = parsed.GetValue(bulk) is not null ? ("--bulk (one connection)", [connections, duration, concurrency, rounds, size])
+                : parsed.GetValue(hold) ? ("--hold", [connections, rounds]) : null;
+            if (mismatch is { } m && m.Unused.FirstOrDefault(o => parsed.GetResult(o) is { Implicit: false }) is { } unused)
+            {
+                throw new UsageException($"{unused.Name} does not apply to {m.Workload}");
+            }
             ListenAddress t = parsed.GetValue(target)!;
             SockAddr address;
             try

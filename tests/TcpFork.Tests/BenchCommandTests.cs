@@ -104,6 +104,19 @@ public class BenchCommandTests
         Assert.Equal(10, mismatch.GetProperty("failures").GetProperty("mismatch").GetInt64());
     }
 
+    [Theory]
+    [InlineData("--bulk 1M -c 8", "--concurrency does not apply to --bulk (one connection)")]
+    [InlineData("--bulk 1M -s 100", "--size does not apply to --bulk (one connection)")]
+    [InlineData("--bulk 1M -n 5", "--connections does not apply to --bulk (one connection)")]
+    [InlineData("--hold -r 3", "--rounds does not apply to --hold")]
+    public void An_option_the_workload_would_ignore_is_refused(string args, string reason)
+    {
+        (int code, string stdout, string stderr) = Run.Command(Binaries.AotBinary, ["bench", "127.0.0.1:1", .. args.Split(' ')]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"tcpfork: usage: {reason} (see 'tcpfork --help')", stderr.TrimEnd('\n'));
+    }
+
     [Fact]
     public void Bad_bench_input_is_a_usage_error()
     {
