@@ -3,6 +3,18 @@ namespace TcpFork;
 /// <summary>Options for <see cref="TcpForkServer"/>.</summary>
 public sealed class TcpForkServerOptions
 {
+    /// <summary>The largest <see cref="MaxConnections"/>.</summary>
+    public const int MaxConnectionsLimit = 1_000_000;
+
+    /// <summary>The largest <see cref="Backlog"/>.</summary>
+    public const int BacklogLimit = 65535;
+
+    /// <summary>The largest <see cref="KeepAliveIdle"/> and <see cref="KeepAliveInterval"/>, in seconds (the kernel's).</summary>
+    public const int KeepAliveSecondsLimit = 32767;
+
+    /// <summary>The largest <see cref="KeepAliveCount"/> (the kernel's).</summary>
+    public const int KeepAliveCountLimit = 127;
+
     /// <summary>Where to listen. Defaults to <c>127.0.0.1:0</c> (an ephemeral port) when empty.</summary>
     public IList<ListenAddress> Listen { get; } = new List<ListenAddress>();
 
@@ -127,9 +139,9 @@ public sealed class TcpForkServerOptions
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnections, 1, nameof(MaxConnections));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxConnections, 1_000_000, nameof(MaxConnections));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxConnections, MaxConnectionsLimit, nameof(MaxConnections));
         ArgumentOutOfRangeException.ThrowIfLessThan(Backlog, 1, nameof(Backlog));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(Backlog, 65535, nameof(Backlog));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(Backlog, BacklogLimit, nameof(Backlog));
         ArgumentOutOfRangeException.ThrowIfLessThan(DrainTimeout, TimeSpan.Zero, nameof(DrainTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(KillGrace, TimeSpan.Zero, nameof(KillGrace));
         ArgumentOutOfRangeException.ThrowIfLessThan(ErrorBackoff, TimeSpan.Zero, nameof(ErrorBackoff));
@@ -153,7 +165,7 @@ public sealed class TcpForkServerOptions
         CheckKeepAliveSeconds(KeepAliveIdle, nameof(KeepAliveIdle));
         CheckKeepAliveSeconds(KeepAliveInterval, nameof(KeepAliveInterval));
         ArgumentOutOfRangeException.ThrowIfLessThan(KeepAliveCount, 1, nameof(KeepAliveCount));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(KeepAliveCount, 127, nameof(KeepAliveCount));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(KeepAliveCount, KeepAliveCountLimit, nameof(KeepAliveCount));
         Limits.Validate(childrenKeepCapabilities: User is null);
         if (!Enum.IsDefined(Mode))
         {
@@ -163,9 +175,9 @@ public sealed class TcpForkServerOptions
 
     private static void CheckKeepAliveSeconds(TimeSpan value, string name)
     {
-        if (value < TimeSpan.FromSeconds(1) || value > TimeSpan.FromSeconds(32767) || value.Ticks % TimeSpan.TicksPerSecond != 0)
+        if (value < TimeSpan.FromSeconds(1) || value > TimeSpan.FromSeconds(KeepAliveSecondsLimit) || value.Ticks % TimeSpan.TicksPerSecond != 0)
         {
-            throw new ArgumentOutOfRangeException(name, value, "must be whole seconds from 1 to 32767");
+            throw new ArgumentOutOfRangeException(name, value, $"must be whole seconds from 1 to {KeepAliveSecondsLimit}");
         }
     }
 }

@@ -6,11 +6,15 @@ namespace TcpFork.Cli;
 /// <summary><c>tcpfork bench HOST:PORT</c>: load an echo server and report what it sustained.</summary>
 internal static class BenchCommand
 {
+    private const long DefaultConnections = 3000;
+    private const int DefaultConcurrency = 4, DefaultRounds = 1, DefaultSize = 64, DefaultTimeoutSeconds = 10;
+
     public static Command Create()
     {
         var target = new Argument<ListenAddress>("target")
         {
-            Description = "The echo server: HOST:PORT, [IPV6]:PORT or unix:PATH.",
+            Description = "The echo server to load: HOST:PORT, [IPV6]:PORT or unix:PATH.",
+            HelpName = "HOST:PORT",
             CustomParser = r =>
             {
                 try
@@ -24,15 +28,15 @@ internal static class BenchCommand
                 }
             },
         };
-        var connections = new Option<long?>("--connections", "-n") { Description = "Total connections (default 3000 unless --duration is given).", HelpName = "N" };
-        var duration = new Option<double?>("--duration", "-d") { Description = "Run for this many seconds instead (with --hold: how long to hold).", HelpName = "SECONDS" };
-        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Connections at once (client threads; with --hold, connections held). Default 4.", DefaultValueFactory = _ => 4, HelpName = "C" };
-        var rounds = new Option<int>("--rounds", "-r") { Description = "Echo round trips per connection; the last one half-closes. Default 1.", DefaultValueFactory = _ => 1, HelpName = "R" };
-        var size = new Option<int>("--size", "-s") { Description = "Bytes per round trip. Default 64.", DefaultValueFactory = _ => 64, HelpName = "BYTES" };
-        var hold = new Option<bool>("--hold") { Description = "Open C connections, echo once on each, hold them for --duration (default 1 s), then close." };
-        var bulk = new Option<long?>("--bulk") { Description = "Stream BYTES through one connection while reading them back.", HelpName = "BYTES" };
+        var connections = OptionParsers.Count("--connections", $"Total connections (default {DefaultConnections} unless --duration is given).", sizes: false, "-n");
+        var duration = OptionParsers.Seconds("--duration", "Run for this many seconds instead (with --hold: how long to hold; default 1).", 0.001, 31_536_000, "-d");
+        var concurrency = OptionParsers.Whole("--concurrency", OptionParsers.WithDefault("Connections at once (client threads; with --hold, connections held).", DefaultConcurrency), 1, 100_000, "C", "-c");
+        var rounds = OptionParsers.Whole("--rounds", OptionParsers.WithDefault("Echo round trips per connection; the last one half-closes.", DefaultRounds), 1, 1_000_000, "R", "-r");
+        var size = OptionParsers.Whole("--size", OptionParsers.WithDefault("Bytes per round trip.", DefaultSize), 1, 64 << 20, "BYTES", "-s");
+        var hold = new Option<bool>("--hold") { Description = "Open C connections, echo once on each, hold them for --duration, then close." };
+        var bulk = OptionParsers.Count("--bulk", "Stream BYTES through one connection while reading them back; K, M, G suffixes.", sizes: true);
         var json = new Option<bool>("--json") { Description = "One JSON object on stdout instead of the report." };
-        var timeout = new Option<double>("--timeout") { Description = "Seconds before a connect, read or write counts as a timeout. Default 10.", DefaultValueFactory = _ => 10, HelpName = "SECONDS" };
+        var timeout = OptionParsers.Seconds("--timeout", OptionParsers.WithDefault("Seconds before a connect, read or write counts as a timeout.", DefaultTimeoutSeconds), 0.001, 86400);
 
         var command = new Command("bench", "Load an echo server (tcpfork echo, or any other) and report conn/s, MiB/s and latency; every echoed byte is checked.")
         {
@@ -40,20 +44,6 @@ internal static class BenchCommand
         };
         command.SetAction(parsed =>
         {
-            static void Positive(string name, double? v)
-            {
-                if (v is double x && !(x > 0))
-                {
-                    throw new UsageException($"{name} must be above 0, not {x}");
-                }
-            }
-            Positive("--connections", parsed.GetValue(connections));
-            Positive("--duration", parsed.GetValue(duration));
-            Positive("--concurrency", parsed.GetValue(concurrency));
-            Positive("--rounds", parsed.GetValue(rounds));
-            Positive("--size", parsed.GetValue(size));
-            Positive("--bulk", parsed.GetValue(bulk));
-            Positive("--timeout", parsed.GetValue(timeout));
             if (parsed.GetValue(connections) is not null && parsed.GetValue(duration) is not null && !parsed.GetValue(hold))
             {
                 throw new UsageException("give --connections or --duration, not both");
@@ -61,6 +51,13 @@ internal static class BenchCommand
             if (parsed.GetValue(hold) && parsed.GetValue(bulk) is not null)
             {
                 throw new UsageException("--hold and --bulk are different workloads: give one");
+            }
+            // A workload's report says what it measured; an option it would ignore is refused, not dropped silently.
+            (string Workload, Option[] Unused)? mismatch = parsed.GetValue(bulk) is not null ? ("--bulk (one connection)", [connections, duration, concurrency, rounds, size])
+                : parsed.GetValue(hold) ? ("--hold", [connections, rounds]) : null;
+            if (mismatch is { } m && m.Unused.FirstOrDefault(o => parsed.GetResult(o) is { Implicit: false }) is { } unused)
+            {
+                throw new UsageException($"{unused.Name} does not apply to {m.Workload}");
             }
             ListenAddress t = parsed.GetValue(target)!;
             SockAddr address;
@@ -70,17 +67,18 @@ internal static class BenchCommand
             }
             catch (FormatException e)
             {
-                throw new UsageException(e.Message, e);
+                // The library's message names the option it resolves for (TcpForkServerOptions.Listen); bench has its target instead.
+                throw new UsageException(e.Message.Replace("TcpForkServerOptions.Listen", "target", StringComparison.Ordinal), e);
             }
             long? n = parsed.GetValue(connections);
             double? d = parsed.GetValue(duration);
             bool holding = parsed.GetValue(hold);
             if (n is null && d is null && !holding && parsed.GetValue(bulk) is null)
             {
-                n = 3000;
+                n = DefaultConnections;
             }
-            var settings = new BenchSettings(t.Text, address, n, d, parsed.GetValue(concurrency), parsed.GetValue(rounds), parsed.GetValue(size),
-                holding, parsed.GetValue(bulk), parsed.GetValue(json), (int)(parsed.GetValue(timeout) * 1000));
+            var settings = new BenchSettings(t.Text, address, n, d, parsed.GetValue(concurrency) ?? DefaultConcurrency, parsed.GetValue(rounds) ?? DefaultRounds,
+                parsed.GetValue(size) ?? DefaultSize, holding, parsed.GetValue(bulk), parsed.GetValue(json), (int)Math.Ceiling((parsed.GetValue(timeout) ?? DefaultTimeoutSeconds) * 1000));
             return BenchRunner.Run(settings, Reproduce(parsed));
         });
         return command;

@@ -10,10 +10,10 @@ internal static class ExecCommand
 {
     public static Command Create()
     {
-        var server = new ServerOptionsBinder();
-        var program = new Argument<string[]>("program")
+        var server = new ServerOptionsBinder(exec: true);
+        var program = new Argument<string[]>("PROGRAM")
         {
-            Description = "The program to run for each connection, and its arguments (after --).",
+            Description = "The program to run for each connection, and its arguments, after --: tcpfork exec [options] -- PROGRAM [ARGS...].",
             Arity = ArgumentArity.OneOrMore,
         };
         var env = new Option<string[]>("--env", "-e")
@@ -58,6 +58,11 @@ internal static class ExecCommand
             if (argv[0].Length == 0)
             {
                 throw new UsageException("the program to run (after --) is an empty name");
+            }
+            if (argv[0].StartsWith('-'))
+            {
+                // An unknown option before --: the parser took it for the program's name.
+                throw new UsageException($"exec has no option '{Printable.Truncate(argv[0])}' (PROGRAM and its arguments go after --)");
             }
             var exec = new ExecProgram(argv[0], argv[1..]) { LocalName = parsed.GetValue(localName) };
             foreach (string kv in parsed.GetValue(env) ?? [])

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using TcpFork;
 using TcpFork.Cli;
 
@@ -31,7 +32,7 @@ namespace TcpFork.Cli
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)
             {
-                return UsageError(parsed.Errors[0].Message);
+                return UsageError(Explain(parsed, root));
             }
             try
             {
@@ -54,6 +55,66 @@ namespace TcpFork.Cli
                 // The parser checks every value first; this is the net under it, never a stack trace.
                 return UsageError(Describe(e));
             }
+            catch (InvalidOperationException e)
+            {
+                // The library's (fork mode without a single-threaded parent…); never a runtime resource key.
+                return FatalError(IsResourceKey(e.Message) ? $"unexpected error (0x{e.HResult:x8})" : e.Message);
+            }
+            catch (IOException e)
+            {
+                // The runtime's I/O messages are resource keys in this build; on Linux its HResult is the errno.
+                return FatalError($"I/O error: {SystemCallException.Describe(e.HResult)}");
+            }
+        }
+
+        /// <summary>
+        /// True for a runtime message the build stripped to its resource key (UseSystemResourceKeys):
+        /// <c>IO_FileNotFound_FileName, /x</c>, <c>ArgumentOutOfRange_Generic_MustBeGreaterOrEqual, …</c>.
+        /// </summary>
+        public static bool IsResourceKey(string message)
+        {
+            int end = message.IndexOfAny([',', ' ']);
+            string first = end < 0 ? message : message[..end];
+            return first.Contains('_', StringComparison.Ordinal) && first.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+        }
+
+        /// <summary>
+        /// The first thing wrong with a command line, in tcpfork's words: System.CommandLine's own messages
+        /// speak of "commands" and .NET types, so the cases it words are recognised by their shape here,
+        /// and every option parses its own values (<see cref="OptionParsers"/>) and words its own errors.
+        /// </summary>
+        private static string Explain(ParseResult parsed, RootCommand root)
+        {
+            string commands = string.Join(", ", root.Subcommands.Select(c => c.Name).SkipLast(1)) + " or " + root.Subcommands[^1].Name;
+            CommandResult command = parsed.CommandResult;
+            if (command.Command == root)
+            {
+                return parsed.Tokens.FirstOrDefault()?.Value is not { } first ? $"no command given: give {commands}"
+                    : first.StartsWith('-') ? $"unknown option '{Printable.Truncate(first)}': give {commands} first"
+                    : $"unknown command '{Printable.Truncate(first)}': give {commands}";
+            }
+            foreach (OptionResult option in command.Children.OfType<OptionResult>())
+            {
+                if (!option.Implicit && option.Tokens.Count == 0 && option.Option.Arity.MinimumNumberOfValues > 0)
+                {
+                    return $"{option.Option.Name} needs a value: {option.Option.HelpName}";
+                }
+            }
+            foreach (Argument argument in command.Command.Arguments)
+            {
+                if (argument.Arity.MinimumNumberOfValues > 0 && parsed.GetResult(argument) is not { Tokens.Count: > 0 })
+                {
+                    string what = argument.Description ?? "";
+                    return $"{command.Command.Name} needs {argument.HelpName ?? argument.Name}{(what.Length > 0 ? $": {char.ToLowerInvariant(what[0])}{what[1..].TrimEnd('.')}" : "")}";
+                }
+            }
+            if (parsed.UnmatchedTokens.FirstOrDefault() is { } unmatched)
+            {
+                return unmatched.StartsWith('-')
+                    ? $"{command.Command.Name} has no option '{Printable.Truncate(unmatched)}'"
+                    : $"{command.Command.Name} takes no argument '{Printable.Truncate(unmatched)}'";
+            }
+            return parsed.Errors[0].Message;
         }
 
         /// <summary>
@@ -67,6 +128,11 @@ namespace TcpFork.Cli
             {
                 int at = text.IndexOf(suffix, StringComparison.Ordinal);
                 text = at >= 0 ? text[..at] : text;
+            }
+            if (text.Length == 0 || IsResourceKey(text))
+            {
+                // A runtime message stripped to its resource key (ArgumentOutOfRange_…): say what it means.
+                text = "is out of range";
             }
             return e.ParamName is { } name && !text.Contains(name, StringComparison.Ordinal) ? $"TcpForkServerOptions.{name}: {text}" : text;
         }

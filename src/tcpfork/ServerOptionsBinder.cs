@@ -3,9 +3,14 @@ using System.CommandLine.Parsing;
 
 namespace TcpFork.Cli;
 
-/// <summary>The options every serving command shares: where to listen, limits, mode, logging.</summary>
+/// <summary>
+/// The options every serving command shares: where to listen, limits, mode, logging. Defaults and ranges
+/// come from <see cref="TcpForkServerOptions"/>: an option not given leaves the library's default.
+/// </summary>
 internal sealed class ServerOptionsBinder
 {
+    private static readonly TcpForkServerOptions s_defaults = new();
+
     private readonly Option<ListenAddress[]> _listen = new("--listen", "-l")
     {
         Description = "Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeatable. Default 127.0.0.1:0 (an ephemeral port).",
@@ -15,35 +20,20 @@ internal sealed class ServerOptionsBinder
         CustomParser = ParseListen,
     };
 
-    private readonly Option<ProcessMode> _mode = new("--mode")
-    {
-        Description = "fork (NativeAOT only), spawn (posix_spawn of tcpfork itself; works everywhere) or auto: fork when safe.",
-        DefaultValueFactory = _ => ProcessMode.Auto,
-    };
+    private readonly Option<ProcessMode?> _mode;
 
-    private readonly Option<int> _maxConnections = Ranged("--max-connections", "Most connections served at once; beyond it clients wait in the backlog.", 1000, 1, 1_000_000);
-    private readonly Option<int> _backlog = Ranged("--backlog", "listen(2) backlog.", 1024, 1, 65535);
-    private readonly Option<double> _drainTimeout = new("--drain-timeout")
-    {
-        Description = "Seconds SIGTERM/SIGINT waits for connections to finish before terminating them. Default 10.",
-        DefaultValueFactory = _ => 10,
-        HelpName = "SECONDS",
-        CustomParser = r =>
-        {
-            string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
-            if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || !(v >= 0 && v <= 86400))
-            {
-                r.AddError($"--drain-timeout must be from 0 to 86400 seconds, not '{text}'");
-            }
-            return v;
-        },
-    };
+    private readonly Option<int?> _maxConnections = OptionParsers.Whole("--max-connections",
+        OptionParsers.WithDefault("Most connections served at once; beyond it clients wait in the backlog.", s_defaults.MaxConnections), 1, TcpForkServerOptions.MaxConnectionsLimit);
 
-    private readonly Option<KeepAliveSetting> _keepAlive = new("--keepalive")
+    private readonly Option<int?> _backlog = OptionParsers.Whole("--backlog", OptionParsers.WithDefault("listen(2) backlog.", s_defaults.Backlog), 1, TcpForkServerOptions.BacklogLimit);
+
+    private readonly Option<double?> _drainTimeout = OptionParsers.Seconds("--drain-timeout",
+        OptionParsers.WithDefault("Seconds SIGTERM/SIGINT waits for connections to finish before terminating them.", s_defaults.DrainTimeout.TotalSeconds), 0, 86400);
+
+    private readonly Option<KeepAliveSetting?> _keepAlive = new("--keepalive")
     {
-        Description = "TCP keepalive for accepted connections: IDLE,INTERVAL,COUNT (seconds, seconds, probes) or 'off'. Default 60,15,4: a vanished client is found after 2 minutes.",
+        Description = $"TCP keepalive for accepted connections: IDLE,INTERVAL,COUNT (seconds, seconds, probes) or 'off'. Default {KeepAliveSetting.DefaultText}: a vanished client is found after {KeepAliveSetting.DefaultMinutes} minutes.",
         HelpName = "IDLE,INTERVAL,COUNT|off",
-        DefaultValueFactory = _ => KeepAliveSetting.Default,
         CustomParser = r =>
         {
             string text = r.Tokens[^1].Value;
@@ -51,8 +41,8 @@ internal sealed class ServerOptionsBinder
             {
                 return setting;
             }
-            r.AddError($"--keepalive must be IDLE,INTERVAL,COUNT (seconds from 1 to 32767, seconds from 1 to 32767, 1 to 127 probes) or 'off', not '{text}'");
-            return KeepAliveSetting.Default;
+            r.AddError($"--keepalive must be IDLE,INTERVAL,COUNT (seconds from 1 to {TcpForkServerOptions.KeepAliveSecondsLimit}, seconds from 1 to {TcpForkServerOptions.KeepAliveSecondsLimit}, 1 to {TcpForkServerOptions.KeepAliveCountLimit} probes) or 'off', not '{Printable.Truncate(text)}'");
+            return null;
         },
     };
 
@@ -83,9 +73,10 @@ internal sealed class ServerOptionsBinder
         },
     };
 
-    private readonly Option<int> _maxPerIp = Ranged("--max-per-ip", "Most connections at once from one IP, or on a unix socket from one uid (0: no limit).", 0, 0, 1_000_000);
+    private readonly Option<int?> _maxPerIp = OptionParsers.Whole("--max-per-ip", OptionParsers.WithDefault("Most connections at once from one IP, or on a unix socket from one uid (0: no limit).", s_defaults.MaxPerIp), 0, TcpForkServerOptions.MaxConnectionsLimit);
 
-    private readonly Option<int> _ipv6Prefix = Ranged("--ipv6-prefix", "Leading bits of an IPv6 client's address that --max-per-ip and --rate count it under (IPv4: per address).", 64, 0, 128);
+    private readonly Option<int?> _ipv6Prefix = OptionParsers.Whole("--ipv6-prefix",
+        OptionParsers.WithDefault("Leading bits of an IPv6 client's address that --max-per-ip and --rate count it under (IPv4: per address).", s_defaults.Ipv6Prefix), 0, 128);
 
     private readonly Option<string?> _maxPerIpMessage = new("--max-per-ip-message")
     {
@@ -100,12 +91,13 @@ internal sealed class ServerOptionsBinder
         CustomParser = r => Parse(r, RateLimit.Parse, "--rate"),
     };
 
-    private readonly Option<double?> _idleTimeout = Seconds("--idle-timeout", "End a child whose TCP connection moved no data either way for this long (TCP only: refused with a unix listener).");
-    private readonly Option<double?> _maxLifetime = Seconds("--max-lifetime", "End a child older than this.");
-    private readonly Option<long?> _limitAs = Limit("--limit-as", "Each child's memory limit, bytes; K, M, G suffixes. For exec's PROGRAM: RLIMIT_AS. For tcpfork's own children: the GC heap's hard limit, and RLIMIT_AS = the child's size at start plus BYTES.", sizes: true);
-    private readonly Option<long?> _limitCpu = Limit("--limit-cpu", "Each child's CPU time limit (RLIMIT_CPU), seconds.", sizes: false);
-    private readonly Option<long?> _limitNofile = Limit("--limit-nofile", "Each child's open-file limit (RLIMIT_NOFILE).", sizes: false);
-    private readonly Option<long?> _limitNproc = Limit("--limit-nproc", "RLIMIT_NPROC for each child: counts every process and thread of the user, the server included; not enforced for root.", sizes: false);
+    // At least a millisecond: the timers count milliseconds, and a smaller value would round to 0.
+    private readonly Option<double?> _idleTimeout = OptionParsers.Seconds("--idle-timeout", "End a child whose TCP connection moved no data either way for this long (TCP only: refused with a unix listener).", 0.001, 31_536_000);
+    private readonly Option<double?> _maxLifetime = OptionParsers.Seconds("--max-lifetime", "End a child older than this.", 0.001, 31_536_000);
+    private readonly Option<long?> _limitAs = OptionParsers.Count("--limit-as", "Each child's memory limit, bytes; K, M, G suffixes. For exec's PROGRAM: RLIMIT_AS. For tcpfork's own children: the GC heap's hard limit, and RLIMIT_AS = the child's size at start plus BYTES.", sizes: true);
+    private readonly Option<long?> _limitCpu = OptionParsers.Count("--limit-cpu", "Each child's CPU time limit (RLIMIT_CPU), seconds.", sizes: false);
+    private readonly Option<long?> _limitNofile = OptionParsers.Count("--limit-nofile", "Each child's open-file limit (RLIMIT_NOFILE).", sizes: false);
+    private readonly Option<long?> _limitNproc = OptionParsers.Count("--limit-nproc", "RLIMIT_NPROC for each child: counts every process and thread of the user, the server included; not enforced for root.", sizes: false);
     private readonly Option<string?> _user = new("--user") { Description = "After binding, run as this user (and its group).", HelpName = "NAME" };
     private readonly Option<string?> _group = new("--group") { Description = "After binding, run with this group.", HelpName = "NAME" };
 
@@ -113,6 +105,21 @@ internal sealed class ServerOptionsBinder
     {
         Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
     };
+
+    private readonly bool _exec;
+
+    /// <param name="exec">
+    /// For <c>tcpfork exec</c>: PROGRAM is spawned directly unless a tcpfork child must act before its
+    /// exec (--limit-*, --die-with-parent), so --mode only says how that child is made.
+    /// </param>
+    public ServerOptionsBinder(bool exec = false)
+    {
+        _exec = exec;
+        string auto = OptionParsers.LowerName(ProcessMode.Auto), fork = OptionParsers.LowerName(ProcessMode.Fork), spawn = OptionParsers.LowerName(ProcessMode.Spawn);
+        _mode = OptionParsers.Choice<ProcessMode>("--mode", OptionParsers.WithDefault(exec
+            ? $"How the tcpfork child that sets --limit-* or --die-with-parent before exec'ing PROGRAM is made: {fork} (NativeAOT only), {spawn} (posix_spawn of tcpfork itself) or {auto}: {fork} when safe. Without those options PROGRAM is spawned directly and {fork} or {spawn} is refused."
+            : $"{fork} (NativeAOT only), {spawn} (posix_spawn of tcpfork itself; works everywhere) or {auto}: {fork} when safe.", auto));
+    }
 
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each connection's start and end (tcpserver's -v lines) and the echo children's progress." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log warnings and errors only." };
@@ -137,23 +144,37 @@ internal sealed class ServerOptionsBinder
             {
                 r.AddError("--verbose and --quiet cannot be used together");
             }
+            if (_exec && r.GetValue(_mode) is ProcessMode mode and not ProcessMode.Auto && !NeedsExecChild(r))
+            {
+                r.AddError($"--mode {OptionParsers.LowerName(mode)} applies to exec only with --limit-* or --die-with-parent: without them PROGRAM is spawned directly");
+            }
         });
     }
 
+    private bool NeedsExecChild(CommandResult r) =>
+        r.GetValue(_dieWithParent) || new[] { _limitAs, _limitCpu, _limitNofile, _limitNproc }.Any(l => r.GetValue(l) is not null);
+
+    /// <summary>The options given; every one not given keeps <see cref="TcpForkServerOptions"/>' default.</summary>
     public TcpForkServerOptions Bind(ParseResult r)
     {
         var o = new TcpForkServerOptions
         {
-            Mode = r.GetValue(_mode),
-            MaxConnections = r.GetValue(_maxConnections),
-            Backlog = r.GetValue(_backlog),
-            DrainTimeout = TimeSpan.FromSeconds(r.GetValue(_drainTimeout)),
-            KeepAlive = r.GetValue(_keepAlive)!.On,
-            KeepAliveIdle = TimeSpan.FromSeconds(r.GetValue(_keepAlive)!.Idle),
-            KeepAliveInterval = TimeSpan.FromSeconds(r.GetValue(_keepAlive)!.Interval),
-            KeepAliveCount = r.GetValue(_keepAlive)!.Count,
             LogLevel = r.GetValue(_quiet) ? LogLevel.Quiet : r.GetValue(_verbose) ? LogLevel.Verbose : LogLevel.Normal,
         };
+        o.Mode = r.GetValue(_mode) ?? o.Mode;
+        o.MaxConnections = r.GetValue(_maxConnections) ?? o.MaxConnections;
+        o.Backlog = r.GetValue(_backlog) ?? o.Backlog;
+        o.DrainTimeout = r.GetValue(_drainTimeout) is double drain ? TimeSpan.FromSeconds(drain) : o.DrainTimeout;
+        if (r.GetValue(_keepAlive) is { } keepAlive)
+        {
+            o.KeepAlive = keepAlive.On;
+            if (keepAlive.On)
+            {
+                o.KeepAliveIdle = TimeSpan.FromSeconds(keepAlive.Idle);
+                o.KeepAliveInterval = TimeSpan.FromSeconds(keepAlive.Interval);
+                o.KeepAliveCount = keepAlive.Count;
+            }
+        }
         foreach (ListenAddress a in r.GetValue(_listen) ?? [])
         {
             o.Listen.Add(a);
@@ -168,10 +189,10 @@ internal sealed class ServerOptionsBinder
             }
         }
         o.RulesFile = r.GetValue(_rules);
-        o.MaxPerIp = r.GetValue(_maxPerIp);
+        o.MaxPerIp = r.GetValue(_maxPerIp) ?? o.MaxPerIp;
         o.MaxPerIpMessage = r.GetValue(_maxPerIpMessage);
         o.Rate = r.GetValue(_rate);
-        o.Ipv6Prefix = r.GetValue(_ipv6Prefix);
+        o.Ipv6Prefix = r.GetValue(_ipv6Prefix) ?? o.Ipv6Prefix;
         o.IdleTimeout = r.GetValue(_idleTimeout) is double idle ? TimeSpan.FromSeconds(idle) : null;
         o.MaxLifetime = r.GetValue(_maxLifetime) is double life ? TimeSpan.FromSeconds(life) : null;
         o.Limits.AddressSpace = r.GetValue(_limitAs);
@@ -221,45 +242,6 @@ internal sealed class ServerOptionsBinder
         }
     }
 
-    private static Option<double?> Seconds(string name, string description) => new(name)
-    {
-        Description = description + " Seconds.",
-        HelpName = "SECONDS",
-        CustomParser = r =>
-        {
-            string text = r.Tokens[^1].Value;
-            if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || !(v >= 0.001 && v <= 31_536_000))
-            {
-                // At least a millisecond: the timers count milliseconds, and a smaller value would round to 0.
-                r.AddError($"{name} must be a number of seconds from 0.001 to 31536000, not '{Printable.Truncate(text)}'");
-            }
-            return v;
-        },
-    };
-
-    private static Option<long?> Limit(string name, string description, bool sizes) => new(name)
-    {
-        Description = description,
-        HelpName = sizes ? "BYTES" : "N",
-        CustomParser = r =>
-        {
-            string text = r.Tokens[^1].Value;
-            long scale = 1;
-            string digits = text;
-            if (sizes && text.Length > 0 && "KMG".Contains(char.ToUpperInvariant(text[^1]), StringComparison.Ordinal))
-            {
-                scale = char.ToUpperInvariant(text[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, _ => 1L << 30 };
-                digits = text[..^1];
-            }
-            if (!long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) || v < 1 || v > long.MaxValue / scale)
-            {
-                r.AddError($"{name} must be a whole number of at least 1{(sizes ? " (K, M, G suffixes allowed)" : "")}, not '{text}'");
-                return null;
-            }
-            return v * scale;
-        },
-    };
-
     private static ListenAddress[] ParseListen(ArgumentResult result)
     {
         var list = new List<ListenAddress>();
@@ -277,33 +259,25 @@ internal sealed class ServerOptionsBinder
         return [.. list];
     }
 
-    private static Option<int> Ranged(string name, string description, int defaultValue, int min, int max) => new(name)
-    {
-        Description = $"{description} Default {defaultValue}.",
-        DefaultValueFactory = _ => defaultValue,
-        HelpName = "N",
-        CustomParser = r =>
-        {
-            string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
-            if (!int.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int v) || v < min || v > max)
-            {
-                r.AddError($"{name} must be from {min} to {max}, not '{text}'");
-            }
-            return v;
-        },
-    };
 }
 
 /// <summary><c>--keepalive IDLE,INTERVAL,COUNT</c> or <c>off</c>.</summary>
 internal sealed record KeepAliveSetting(bool On, int Idle, int Interval, int Count)
 {
-    public static readonly KeepAliveSetting Default = new(true, 60, 15, 4);
+    private static readonly TcpForkServerOptions s_defaults = new();
+
+    /// <summary>The library's defaults as the option writes them: <c>60,15,4</c>.</summary>
+    public static string DefaultText => s_defaults.KeepAlive
+        ? $"{s_defaults.KeepAliveIdle.TotalSeconds},{s_defaults.KeepAliveInterval.TotalSeconds},{s_defaults.KeepAliveCount}" : "off";
+
+    /// <summary>How long the defaults take to find a vanished client: idle plus count intervals.</summary>
+    public static double DefaultMinutes => (s_defaults.KeepAliveIdle + (s_defaults.KeepAliveInterval * s_defaults.KeepAliveCount)).TotalMinutes;
 
     public static KeepAliveSetting? TryParse(string text)
     {
         if (text == "off")
         {
-            return Default with { On = false };
+            return new KeepAliveSetting(false, 0, 0, 0);
         }
         string[] parts = text.Split(',');
         if (parts.Length != 3)
@@ -313,7 +287,7 @@ internal sealed record KeepAliveSetting(bool On, int Idle, int Interval, int Cou
         var numbers = new int[3];
         for (int i = 0; i < 3; i++)
         {
-            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out numbers[i]) || numbers[i] < 1 || numbers[i] > (i == 2 ? 127 : 32767))
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out numbers[i]) || numbers[i] < 1 || numbers[i] > (i == 2 ? TcpForkServerOptions.KeepAliveCountLimit : TcpForkServerOptions.KeepAliveSecondsLimit))
             {
                 return null;
             }

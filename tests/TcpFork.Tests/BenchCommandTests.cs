@@ -35,6 +35,40 @@ public class BenchCommandTests
         JsonElement bulk = Bench(target, "--bulk", "33554432");
         Assert.Equal(1, bulk.GetProperty("ok").GetInt64());
         Assert.True(bulk.GetProperty("mib_per_s").GetDouble() > 0);
+
+        // Each workload reports its own fields, nothing that does not apply to it.
+        Assert.Equal(["target", "workload", "connections", "concurrency", "size", "rounds", "ok", "failed", "failures", "seconds", "conn_per_s", "mib_per_s", "latency_ms", "reproduce"],
+            rate.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["target", "workload", "concurrency", "size", "hold_seconds", "ok", "failed", "failures", "seconds", "latency_ms", "reproduce"],
+            hold.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["target", "workload", "bytes", "ok", "failed", "failures", "seconds", "mib_per_s", "reproduce"],
+            bulk.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(33554432, bulk.GetProperty("bytes").GetInt64());
+    }
+
+    [Fact]
+    public void Bulk_reports_MiB_per_second_and_no_connection_rate_or_percentiles_of_one_sample()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q");
+        (int code, string stdout, string stderr) = Run.Command(TimeSpan.FromMinutes(1), Binaries.AotBinary, "bench", $"127.0.0.1:{server.Port}", "--bulk", "16M");
+        Assert.True(code == 0, stderr);
+        Assert.Matches(@"^  [0-9]+\.[0-9]{2} MiB/s   in [0-9.]+ s$", stdout.Split('\n')[2]);
+        Assert.DoesNotContain("conn/s", stdout);
+        Assert.DoesNotContain("p50", stdout);
+        Assert.Contains("16777216 bytes through one connection", stdout);
+    }
+
+    [SkippableFact]
+    public void The_progress_display_on_a_terminal_shows_a_live_rate()
+    {
+        Skip.If(Run.Which("script") is null, "script(1) (util-linux) runs the bench on a pseudo-terminal");
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "-q");
+        // script(1) gives the bench a terminal, where the progress display runs; 1 GiB takes well over the 100 ms between updates.
+        string command = $"TERM=xterm COLUMNS=120 {Binaries.AotBinary} bench 127.0.0.1:{server.Port} --bulk 1G";
+        (int code, string stdout, string stderr) = Run.Command(TimeSpan.FromMinutes(2), "script", "-qec", command, "/dev/null");
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Matches(@"bulk 127\.0\.0\.1:[0-9]+ +[0-9]+\.[0-9] MiB/s", stdout);
+        Assert.Contains("1073741824 bytes through one connection", stdout);
     }
 
     [Fact]
@@ -70,11 +104,24 @@ public class BenchCommandTests
         Assert.Equal(10, mismatch.GetProperty("failures").GetProperty("mismatch").GetInt64());
     }
 
+    [Theory]
+    [InlineData("--bulk 1M -c 8", "--concurrency does not apply to --bulk (one connection)")]
+    [InlineData("--bulk 1M -s 100", "--size does not apply to --bulk (one connection)")]
+    [InlineData("--bulk 1M -n 5", "--connections does not apply to --bulk (one connection)")]
+    [InlineData("--hold -r 3", "--rounds does not apply to --hold")]
+    public void An_option_the_workload_would_ignore_is_refused(string args, string reason)
+    {
+        (int code, string stdout, string stderr) = Run.Command(Binaries.AotBinary, ["bench", "127.0.0.1:1", .. args.Split(' ')]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"tcpfork: usage: {reason} (see 'tcpfork --help')", stderr.TrimEnd('\n'));
+    }
+
     [Fact]
     public void Bad_bench_input_is_a_usage_error()
     {
         (int code, _, string stderr) = Run.Command(Binaries.AotBinary, "bench", "127.0.0.1:1", "--concurrency", "0");
         Assert.Equal(2, code);
-        Assert.Contains("--concurrency must be above 0", stderr);
+        Assert.Contains("--concurrency must be from 1 to 100000, not '0'", stderr);
     }
 }

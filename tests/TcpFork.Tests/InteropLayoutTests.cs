@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
+using TcpFork.Cli.Bench;
 
 namespace TcpFork.Tests;
 
@@ -25,7 +26,8 @@ public partial class InteropLayoutTests
             ("offsetof(struct passwd, pw_uid)", Marshal.OffsetOf<Interop.Passwd>(nameof(Interop.Passwd.Uid))),
             ("offsetof(struct passwd, pw_gid)", Marshal.OffsetOf<Interop.Passwd>(nameof(Interop.Passwd.Gid))),
             ("offsetof(struct group, gr_gid)", Marshal.OffsetOf<Interop.Group>(nameof(Interop.Group.Gid))),
-            ("sizeof(struct iovec)", Marshal.SizeOf<Interop.IoVec>()),
+            ("sizeof(struct iovec)", Marshal.SizeOf<BenchInterop.IoVec>()),
+            ("sizeof(struct timeval)", BenchInterop.TimevalSize),
             ("sizeof(sigset_t)", Marshal.SizeOf<SigSet>()),
             ("sizeof(struct signalfd_siginfo)", Interop.SignalFdInfoSize),
             ("sizeof(struct sockaddr_storage)", SockAddr.Capacity),
@@ -40,7 +42,7 @@ public partial class InteropLayoutTests
             ("sizeof(struct ucred)", Marshal.SizeOf<Interop.UCred>()),
             ("offsetof(struct ucred, uid)", Marshal.OffsetOf<Interop.UCred>(nameof(Interop.UCred.Uid))),
             ("SO_PEERCRED", Interop.SO_PEERCRED),
-            ("O_CLOEXEC", Interop.O_CLOEXEC), ("O_NONBLOCK", Interop.O_NONBLOCK), ("F_SETPIPE_SZ", Interop.F_SETPIPE_SZ),
+            ("O_CLOEXEC", Interop.O_CLOEXEC), ("O_NONBLOCK", Interop.O_NONBLOCK), ("F_SETPIPE_SZ", BenchInterop.F_SETPIPE_SZ),
             ("EPOLL_CLOEXEC", Interop.EPOLL_CLOEXEC), ("EPOLL_CTL_ADD", Interop.EPOLL_CTL_ADD), ("EPOLL_CTL_DEL", Interop.EPOLL_CTL_DEL),
             ("EPOLL_CTL_MOD", Interop.EPOLL_CTL_MOD), ("EPOLLIN", Interop.EPOLLIN),
             ("WNOHANG", Interop.WNOHANG),
@@ -55,11 +57,11 @@ public partial class InteropLayoutTests
             ("AF_UNIX", Interop.AF_UNIX), ("AF_INET", Interop.AF_INET), ("AF_INET6", Interop.AF_INET6),
             ("SOCK_STREAM", Interop.SOCK_STREAM), ("SOCK_NONBLOCK", Interop.SOCK_NONBLOCK), ("SOCK_CLOEXEC", Interop.SOCK_CLOEXEC),
             ("SOL_SOCKET", Interop.SOL_SOCKET), ("SO_REUSEADDR", Interop.SO_REUSEADDR), ("SO_KEEPALIVE", Interop.SO_KEEPALIVE),
-            ("SO_ATTACH_FILTER", Interop.SO_ATTACH_FILTER), ("SO_RCVTIMEO", Interop.SO_RCVTIMEO), ("SO_SNDTIMEO", Interop.SO_SNDTIMEO),
+            ("SO_ATTACH_FILTER", Interop.SO_ATTACH_FILTER), ("SO_RCVTIMEO", BenchInterop.SO_RCVTIMEO), ("SO_SNDTIMEO", BenchInterop.SO_SNDTIMEO),
             ("IPPROTO_IPV6", Interop.IPPROTO_IPV6), ("IPV6_V6ONLY", Interop.IPV6_V6ONLY), ("IPPROTO_TCP", Interop.IPPROTO_TCP),
             ("TCP_INFO", Interop.TCP_INFO), ("TCP_KEEPIDLE", Interop.TCP_KEEPIDLE), ("TCP_KEEPINTVL", Interop.TCP_KEEPINTVL),
             ("TCP_KEEPCNT", Interop.TCP_KEEPCNT), ("SHUT_WR", Interop.SHUT_WR), ("MSG_NOSIGNAL", Interop.MSG_NOSIGNAL),
-            ("MSG_DONTWAIT", Interop.MSG_DONTWAIT), ("SPLICE_F_MOVE", Interop.SPLICE_F_MOVE),
+            ("MSG_DONTWAIT", Interop.MSG_DONTWAIT), ("ECONNREFUSED", BenchInterop.ECONNREFUSED), ("SPLICE_F_MOVE", Interop.SPLICE_F_MOVE),
             ("AT_FDCWD", Interop.AT_FDCWD), ("AT_SYMLINK_NOFOLLOW", Interop.AT_SYMLINK_NOFOLLOW), ("AT_EMPTY_PATH", Interop.AT_EMPTY_PATH),
             ("STATX_BASIC_STATS", Interop.STATX_BASIC_STATS),
         };
@@ -92,6 +94,7 @@ public partial class InteropLayoutTests
         #include <sys/signalfd.h>
         #include <sys/socket.h>
         #include <sys/stat.h>
+        #include <sys/time.h>
         #include <sys/uio.h>
         #include <sys/wait.h>
         """;

@@ -47,6 +47,51 @@ public class OptionsTests
         Assert.Equal(name, e.ParamName);
     }
 
+    [Theory]
+    [InlineData(nameof(TcpForkServerOptions.MaxConnections))]
+    [InlineData(nameof(TcpForkServerOptions.Backlog))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveIdle))]
+    [InlineData(nameof(TcpForkServerOptions.KeepAliveCount))]
+    public void The_published_limits_are_the_largest_values_Validate_accepts(string name)
+    {
+        static TcpForkServerOptions With(string name, int value)
+        {
+            var o = new TcpForkServerOptions();
+            switch (name)
+            {
+                case nameof(TcpForkServerOptions.MaxConnections): o.MaxConnections = value; break;
+                case nameof(TcpForkServerOptions.Backlog): o.Backlog = value; break;
+                case nameof(TcpForkServerOptions.KeepAliveIdle): o.KeepAliveIdle = TimeSpan.FromSeconds(value); break;
+                default: o.KeepAliveCount = value; break;
+            }
+            return o;
+        }
+        int limit = name switch
+        {
+            nameof(TcpForkServerOptions.MaxConnections) => TcpForkServerOptions.MaxConnectionsLimit,
+            nameof(TcpForkServerOptions.Backlog) => TcpForkServerOptions.BacklogLimit,
+            nameof(TcpForkServerOptions.KeepAliveIdle) => TcpForkServerOptions.KeepAliveSecondsLimit,
+            _ => TcpForkServerOptions.KeepAliveCountLimit,
+        };
+        With(name, limit).Validate();
+        Assert.Equal(name, Assert.ThrowsAny<ArgumentOutOfRangeException>(() => With(name, limit + 1).Validate()).ParamName);
+    }
+
+    /// <summary>The CLI refuses values out of the library's ranges, in the library's numbers.</summary>
+    [Fact]
+    public void The_CLI_states_the_librarys_ranges()
+    {
+        foreach ((string option, int limit) in new[] { ("--max-connections", TcpForkServerOptions.MaxConnectionsLimit), ("--backlog", TcpForkServerOptions.BacklogLimit) })
+        {
+            (int code, _, string stderr) = Run.Command(Binaries.AotBinary, "echo", option, (limit + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(2, code);
+            Assert.Contains($"{option} must be from 1 to {limit}, not '{limit + 1}'", stderr);
+        }
+        (int kc, _, string ks) = Run.Command(Binaries.AotBinary, "echo", "--keepalive", $"1,1,{TcpForkServerOptions.KeepAliveCountLimit + 1}");
+        Assert.Equal(2, kc);
+        Assert.Contains($"seconds from 1 to {TcpForkServerOptions.KeepAliveSecondsLimit}, 1 to {TcpForkServerOptions.KeepAliveCountLimit} probes", ks);
+    }
+
     [Fact]
     public void The_defaults_are_valid_and_documented_values()
     {

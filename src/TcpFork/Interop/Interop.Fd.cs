@@ -5,7 +5,6 @@ namespace TcpFork;
 internal static unsafe partial class Interop
 {
     internal const int O_CLOEXEC = 0x80000;
-    internal const int F_SETPIPE_SZ = 1031;
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);
@@ -18,17 +17,6 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "dup2", SetLastError = true)]
     internal static partial int Dup2(int oldFd, int newFd);
-
-    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
-    private static partial int FcntlOnce(int fd, int command, int argument);
-
-    /// <summary>Sets a pipe's capacity (F_SETPIPE_SZ), retried on EINTR; returns the capacity granted, or -1.</summary>
-    internal static int SetPipeSize(int fd, int bytes)
-    {
-        int r;
-        while (Retry(r = FcntlOnce(fd, F_SETPIPE_SZ, bytes))) { }
-        return r;
-    }
 
     [LibraryImport(Libc, EntryPoint = "open", SetLastError = true)]
     private static partial int OpenOnce(byte* path, int flags);

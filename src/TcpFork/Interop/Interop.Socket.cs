@@ -127,30 +127,3 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
     internal static partial nint SendFlags(int fd, byte* buffer, nuint len, int flags);
 }
-
-internal static unsafe partial class Interop
-{
-    internal const int SO_RCVTIMEO = 20, SO_SNDTIMEO = 21;
-    internal const int ECONNREFUSED = 111;
-
-    [LibraryImport(Libc, EntryPoint = "connect", SetLastError = true)]
-    private static partial int ConnectOnce(int fd, SockAddr* addr, int len);
-
-    /// <summary>connect(2) on a blocking socket, retried on EINTR.</summary>
-    internal static int Connect(int fd, SockAddr* addr, int len)
-    {
-        int r;
-        while (Retry(r = ConnectOnce(fd, addr, len))) { }
-        return r;
-    }
-
-    /// <summary>SO_RCVTIMEO and SO_SNDTIMEO: blocking calls fail with EAGAIN after <paramref name="milliseconds"/>.</summary>
-    internal static void SetTimeouts(int fd, int milliseconds)
-    {
-        long* tv = stackalloc long[2];
-        tv[0] = milliseconds / 1000;
-        tv[1] = milliseconds % 1000 * 1000;
-        SetSockOpt(fd, SOL_SOCKET, SO_RCVTIMEO, (int*)tv, 16);
-        SetSockOpt(fd, SOL_SOCKET, SO_SNDTIMEO, (int*)tv, 16);
-    }
-}

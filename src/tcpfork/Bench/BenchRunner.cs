@@ -56,12 +56,16 @@ internal static class BenchRunner
         AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(ctx =>
             {
-                ProgressTask task = ctx.AddTask($"{s.Workload} {s.Target}", maxValue: max > 0 ? max : s.Duration!.Value);
+                string name = $"{s.Workload} {s.Target}";
+                ProgressTask task = ctx.AddTask(name, maxValue: max > 0 ? max : s.Duration!.Value);
                 var worker = new Thread(() => result = work());
                 worker.Start();
+                var rate = new LiveRate(s.Workload);
                 while (!worker.Join(100))
                 {
-                    task.Value = max > 0 ? done() : Math.Min(started.Elapsed.TotalSeconds, s.Duration!.Value);
+                    long count = done();
+                    task.Value = max > 0 ? count : Math.Min(started.Elapsed.TotalSeconds, s.Duration!.Value);
+                    task.Description = $"{name}  {rate.Describe(count, started.Elapsed.TotalSeconds)}";
                 }
                 task.Value = task.MaxValue;
             });
@@ -257,17 +261,40 @@ internal static class BenchRunner
         double connPerS = r.Ok / seconds;
         double mibPerS = r.Bytes / 2.0 / (1 << 20) / seconds; // bytes echoed, counted once
         string[] kinds = Enum.GetNames<Failure>().Select(n => n.ToLowerInvariant()).ToArray();
+        (string Name, double Q)[] quantiles = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)];
         if (s.Json)
         {
+            // Each workload's own fields: a bulk run has one connection, so no rate or percentiles of one sample.
             using var stream = new MemoryStream();
             using (var j = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = false }))
             {
                 j.WriteStartObject();
                 j.WriteString("target", s.Target);
                 j.WriteString("workload", s.Workload);
-                j.WriteNumber("concurrency", s.Concurrency);
-                j.WriteNumber("size", s.Size);
-                j.WriteNumber("rounds", s.Rounds);
+                switch (s.Workload)
+                {
+                    case "bulk":
+                        j.WriteNumber("bytes", s.Bulk!.Value);
+                        break;
+                    case "hold":
+                        j.WriteNumber("concurrency", s.Concurrency);
+                        j.WriteNumber("size", s.Size);
+                        j.WriteNumber("hold_seconds", s.Duration ?? 1);
+                        break;
+                    default:
+                        if (s.Connections is long n)
+                        {
+                            j.WriteNumber("connections", n);
+                        }
+                        else
+                        {
+                            j.WriteNumber("duration", s.Duration!.Value);
+                        }
+                        j.WriteNumber("concurrency", s.Concurrency);
+                        j.WriteNumber("size", s.Size);
+                        j.WriteNumber("rounds", s.Rounds);
+                        break;
+                }
                 j.WriteNumber("ok", r.Ok);
                 j.WriteNumber("failed", r.Failed);
                 j.WriteStartObject("failures");
@@ -277,14 +304,23 @@ internal static class BenchRunner
                 }
                 j.WriteEndObject();
                 j.WriteNumber("seconds", Math.Round(seconds, 4));
-                j.WriteNumber("conn_per_s", Math.Round(connPerS, 1));
-                j.WriteNumber("mib_per_s", Math.Round(mibPerS, 2));
-                j.WriteStartObject("latency_ms");
-                foreach ((string name, double q) in new[] { ("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0) })
+                if (s.Workload == "rate")
                 {
-                    j.WriteNumber(name, Math.Round(r.LatencyMs(q), 3));
+                    j.WriteNumber("conn_per_s", Math.Round(connPerS, 1));
                 }
-                j.WriteEndObject();
+                if (s.Workload != "hold")
+                {
+                    j.WriteNumber("mib_per_s", Math.Round(mibPerS, 2));
+                }
+                if (s.Workload != "bulk")
+                {
+                    j.WriteStartObject("latency_ms");
+                    foreach ((string name, double q) in quantiles)
+                    {
+                        j.WriteNumber(name, Math.Round(r.LatencyMs(q), 3));
+                    }
+                    j.WriteEndObject();
+                }
                 j.WriteString("reproduce", reproduce);
                 j.WriteEndObject();
             }
@@ -300,8 +336,17 @@ internal static class BenchRunner
         };
         o.WriteLine($"tcpfork bench {s.Target}: {what}");
         o.WriteLine($"  {r.Ok} ok, {r.Failed} failed ({string.Join(", ", kinds.Select((k, i) => $"{k} {r.Failures[i]}"))})");
-        o.WriteLine($"  {connPerS:F1} conn/s   {mibPerS:F2} MiB/s   in {seconds:F2} s");
-        o.WriteLine($"  latency ms: p50 {r.LatencyMs(0.5):F3}  p90 {r.LatencyMs(0.9):F3}  p99 {r.LatencyMs(0.99):F3}  max {r.LatencyMs(1):F3}");
+        o.WriteLine(s.Workload switch
+        {
+            "bulk" => $"  {mibPerS:F2} MiB/s   in {seconds:F2} s",
+            "hold" => $"  in {seconds:F2} s",
+            _ => $"  {connPerS:F1} conn/s   {mibPerS:F2} MiB/s   in {seconds:F2} s",
+        });
+        if (s.Workload != "bulk")
+        {
+            string label = s.Workload == "hold" ? "connect and first echo, ms" : "latency ms";
+            o.WriteLine($"  {label}: {string.Join("  ", quantiles.Select(x => $"{x.Name} {r.LatencyMs(x.Q):F3}"))}");
+        }
         o.WriteLine($"  reproduce: {reproduce}");
     }
 }

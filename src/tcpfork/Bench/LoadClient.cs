@@ -18,9 +18,9 @@ internal sealed unsafe class LoadClient(SockAddr target, int timeoutMs)
             r.Fail(Failure.Other);
             return -1;
         }
-        Interop.SetTimeouts(fd, timeoutMs);
+        BenchInterop.SetTimeouts(fd, timeoutMs);
         SockAddr a = target;
-        if (Interop.Connect(fd, &a, a.Length) < 0)
+        if (BenchInterop.Connect(fd, &a, a.Length) < 0)
         {
             r.Fail(Classify(Interop.LastError));
             Interop.Close(fd);
@@ -71,10 +71,10 @@ internal sealed unsafe class LoadClient(SockAddr target, int timeoutMs)
         }
         try
         {
-            Interop.SetPipeSize(pipe[1], chunk); // fewer system calls; the default 64 KiB works too
+            BenchInterop.SetPipeSize(pipe[1], chunk); // fewer system calls; the default 64 KiB works too
             for (long sent = 0; sent < total;)
             {
-                nint n = Interop.Vmsplice(pipe[1], pattern + (sent % period), (nuint)Math.Min(chunk, total - sent));
+                nint n = BenchInterop.Vmsplice(pipe[1], pattern + (sent % period), (nuint)Math.Min(chunk, total - sent));
                 if (n <= 0)
                 {
                     r.Fail(Failure.Other);
@@ -180,7 +180,7 @@ internal sealed unsafe class LoadClient(SockAddr target, int timeoutMs)
 
     public static Failure Classify(Errno e) => e switch
     {
-        (Errno)Interop.ECONNREFUSED => Failure.Refused,
+        (Errno)BenchInterop.ECONNREFUSED => Failure.Refused,
         Errno.ECONNRESET or Errno.EPIPE => Failure.Reset,
         Errno.EAGAIN or Errno.ETIMEDOUT => Failure.Timeout,
         _ => Failure.Other,

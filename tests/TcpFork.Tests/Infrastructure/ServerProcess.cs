@@ -95,17 +95,19 @@ public sealed partial class ServerProcess : IDisposable
         return Start(exe, ["echo", .. mode, .. Verbose(extra), .. extra], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
     }
 
-    /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with the given binary and mode.</summary>
-    public static ServerProcess StartExec(Flavor flavor, string[] extra, params string[] program)
-    {
-        (string exe, string[] mode) = Binaries.For(flavor);
-        return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1);
-    }
+    /// <summary>
+    /// Starts <c>tcpfork exec [extra] -- program…</c> with the given binary, and its mode when a tcpfork child
+    /// runs before the program (--limit-*, --die-with-parent): without them exec spawns the program
+    /// directly and refuses --mode fork or spawn.
+    /// </summary>
+    public static ServerProcess StartExec(Flavor flavor, string[] extra, params string[] program) =>
+        StartExec(flavor, new Dictionary<string, string>(), extra, program);
 
     /// <summary>Starts <c>tcpfork exec [extra] -- program…</c> with <paramref name="env"/> added to tcpfork's own environment.</summary>
     public static ServerProcess StartExec(Flavor flavor, IDictionary<string, string> env, string[] extra, params string[] program)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
+        mode = extra.Any(a => a.StartsWith("--limit-", StringComparison.Ordinal) || a == "--die-with-parent") ? mode : [];
         return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
     }
 
