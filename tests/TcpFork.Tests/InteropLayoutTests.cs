@@ -41,7 +41,7 @@ public partial class InteropLayoutTests
             ("offsetof(struct tcp_info, tcpi_last_data_recv)", Interop.TcpInfoLastDataRecv),
             ("sizeof(struct ucred)", Marshal.SizeOf<Interop.UCred>()),
             ("offsetof(struct ucred, uid)", Marshal.OffsetOf<Interop.UCred>(nameof(Interop.UCred.Uid))),
-            ("SO_PEERCRED", Interop.SO_PEERCRED),
+            ("SO_PEERCRED", Interop.SO_PEERCRED), ("FIONREAD", Interop.FIONREAD),
             ("O_CLOEXEC", Interop.O_CLOEXEC), ("O_NONBLOCK", Interop.O_NONBLOCK), ("F_SETPIPE_SZ", BenchInterop.F_SETPIPE_SZ),
             ("EPOLL_CLOEXEC", Interop.EPOLL_CLOEXEC), ("EPOLL_CTL_ADD", Interop.EPOLL_CTL_ADD), ("EPOLL_CTL_DEL", Interop.EPOLL_CTL_DEL),
             ("EPOLL_CTL_MOD", Interop.EPOLL_CTL_MOD), ("EPOLLIN", Interop.EPOLLIN),
@@ -89,6 +89,7 @@ public partial class InteropLayoutTests
         #include <spawn.h>
         #include <stddef.h>
         #include <sys/epoll.h>
+        #include <sys/ioctl.h>
         #include <sys/mman.h>
         #include <sys/resource.h>
         #include <sys/signalfd.h>

@@ -274,6 +274,36 @@ public class PolicyTests
         Assert.Equal("still here"u8.ToArray(), await EchoClient.RoundTripAsync(busy, "still here"u8.ToArray()));
     }
 
+    /// <summary>
+    /// Slowloris at the connection limit: idle time counts from the handshake, so a client that waited in
+    /// the accept queue without sending anything is ended on its first check, not a whole timeout after it
+    /// was accepted (which let a flood of idle connections hold every slot round after round); a client that
+    /// sent its request while it waited is served.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task A_client_that_waited_in_the_queue_saying_nothing_is_idle_at_once_and_one_that_spoke_is_served(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--max-connections", "1", "--idle-timeout", "3");
+        using Socket holder = EchoClient.Connect(server.Port);
+        await EchoClient.RoundTripAsync(holder, "a"u8.ToArray()); // served: the one slot is taken
+        using Socket silent = EchoClient.Connect(server.Port); // queued, says nothing
+        int silentPort = ((System.Net.IPEndPoint)silent.LocalEndPoint!).Port;
+        using Socket speaker = EchoClient.Connect(server.Port); // queued behind it, with its request sent
+        await speaker.SendAsync("c"u8.ToArray());
+        speaker.Shutdown(SocketShutdown.Send);
+
+        string started = server.WaitForLog($@"^tcpfork: pid \d+ from 127\.0\.0\.1:{silentPort}$", TimeSpan.FromSeconds(30));
+        var accepted = System.Diagnostics.Stopwatch.StartNew();
+        string pid = started.Split(' ')[2];
+        server.WaitForLog($@"^tcpfork: timeout: {pid} idle \d+(\.\d)? s; sent SIGTERM$", TimeSpan.FromSeconds(30));
+        // Ended at its first check after the accept (every 0.75 s here), where it used to get 3 s more.
+        Assert.True(accepted.Elapsed < TimeSpan.FromSeconds(2.5), $"the silent client was ended {accepted.Elapsed.TotalSeconds:0.0} s after its accept");
+        Assert.Equal("c"u8.ToArray(), await EchoClient.ReadToEndAsync(speaker, new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token));
+        Assert.Empty(await Drain(silent));
+    }
+
     [Fact]
     public async Task Max_lifetime_ends_a_child_that_keeps_talking()
     {

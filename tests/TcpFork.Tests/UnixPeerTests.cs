@@ -43,8 +43,15 @@ public class UnixPeerTests
         using ServerProcess server = ServerProcess.Start(exe, ["echo", .. mode, "-v", "--listen", "unix:" + path, "--listen", "127.0.0.1:0", "--deny", "uid:0"], listeners: 1);
         using (Socket unix = EchoClient.ConnectUnix(path))
         {
-            await unix.SendAsync("x"u8.ToArray());
-            Assert.Empty(await Drain(unix));
+            try
+            {
+                await unix.SendAsync("x"u8.ToArray());
+                Assert.Empty(await Drain(unix));
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.Shutdown or SocketError.ConnectionReset)
+            {
+                // Refused before our byte went out: a unix socket's peer already closed answers EPIPE.
+            }
         }
         server.WaitForLog(@"^tcpfork: deny 0 .* rule$");
         Assert.Equal("tcp"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "tcp"u8.ToArray()));

@@ -77,6 +77,18 @@ internal static unsafe partial class Interop
         return Math.Min(*(uint*)(info + TcpInfoLastDataSent), *(uint*)(info + TcpInfoLastDataRecv));
     }
 
+    internal const int FIONREAD = 0x541B;
+
+    [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int IoctlInt(int fd, nuint request, int* value);
+
+    /// <summary>Bytes received and not yet read on <paramref name="fd"/> (FIONREAD), or -1.</summary>
+    internal static int UnreadBytes(int fd)
+    {
+        int n;
+        return IoctlInt(fd, FIONREAD, &n) == 0 ? n : -1;
+    }
+
     internal const int SO_PEERCRED = 17;
 
     /// <summary>struct ucred.</summary>

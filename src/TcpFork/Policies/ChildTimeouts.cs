@@ -4,8 +4,12 @@ namespace TcpFork;
 /// <see cref="TcpForkServerOptions.IdleTimeout"/> and <see cref="TcpForkServerOptions.MaxLifetime"/>:
 /// a child past either gets SIGTERM, and SIGKILL after <see cref="TcpForkServerOptions.KillGrace"/>,
 /// each sent to its whole process group. Idle time is read from the kernel (TCP_INFO's last data sent
-/// and received) on the parent's copy of the connection. Checked every quarter of the shortest timeout
-/// (50 ms to 1 s): a scan of the child table, without allocating.
+/// and received) on the parent's copy of the connection, so it counts from the handshake: a client that
+/// waited in the accept queue (the server full) and sent nothing is as idle on its first check as one
+/// served all along, and is ended at once instead of holding a slot for another whole timeout — which
+/// is what lets new clients in under a flood of idle connections (docs/reliability.md, slowloris). A
+/// client that sent data while it waited (unread yet) is not idle. Checked every quarter of the
+/// shortest timeout (50 ms to 1 s): a scan of the child table, without allocating.
 /// </summary>
 internal sealed class ChildTimeouts
 {
@@ -68,7 +72,7 @@ internal sealed class ChildTimeouts
             signalled = now;
             _log.LifetimeTimeout(pid, age);
         }
-        else if (quiet >= _idleMs && age >= _idleMs)
+        else if (quiet >= _idleMs && (age >= _idleMs || Interop.UnreadBytes(fd) == 0))
         {
             Interop.KillGroup(pid, Interop.SIGTERM);
             signalled = now;
