@@ -121,7 +121,8 @@ public sealed class TcpForkServer
     /// Listens and serves until SIGTERM or SIGINT has drained the children, then returns 0. In a spawned
     /// child it serves the inherited connection instead and returns the handler's exit code.
     /// Throws <see cref="BindException"/> when a listener cannot be opened, and
-    /// <see cref="ArgumentException"/> for an option or <see cref="ExecProgram"/> setting out of range.
+    /// <see cref="ArgumentException"/> for an option or <see cref="ExecProgram"/> setting out of range
+    /// (or a <see cref="TcpForkServerOptions.User"/> or <see cref="TcpForkServerOptions.Group"/> that does not exist).
     /// <para>
     /// It returns with SIGTERM, SIGINT, SIGHUP and SIGCHLD still blocked in the calling thread (and any
     /// that were pending discarded), so that a signal arriving after the drain cannot end the process

@@ -6,10 +6,11 @@ public class OptionsTests
     [Fact]
     public void Library_errors_name_options_by_their_CSharp_properties()
     {
-        Assert.Equal("TcpForkServerOptions.User: no such user 'no-such-user-xyz'",
-            Assert.Throws<FormatException>(() => Privileges.Drop("no-such-user-xyz", null)).Message);
-        Assert.Equal("TcpForkServerOptions.Group: no such group 'no-such-group-xyz'",
-            Assert.Throws<FormatException>(() => Privileges.Drop(null, "no-such-group-xyz")).Message);
+        // An unknown user or group is a bad option value: ArgumentException naming the property.
+        ArgumentException user = Assert.Throws<ArgumentException>(() => Privileges.Drop("no-such-user-xyz", null));
+        Assert.Equal("TcpForkServerOptions.User: no such user 'no-such-user-xyz'", TcpFork.Cli.Cli.Describe(user));
+        ArgumentException group = Assert.Throws<ArgumentException>(() => Privileges.Drop(null, "no-such-group-xyz"));
+        Assert.Equal("TcpForkServerOptions.Group: no such group 'no-such-group-xyz'", TcpFork.Cli.Cli.Describe(group));
         Assert.StartsWith("TcpForkServerOptions.Listen 'nosuch.invalid:80': unknown host 'nosuch.invalid'",
             Assert.Throws<FormatException>(() => ListenAddress.Parse("nosuch.invalid:80").Resolve()).Message);
     }

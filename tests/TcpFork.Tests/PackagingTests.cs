@@ -15,7 +15,7 @@ public class PackagingTests
         {
             lock (Binaries.BuildLock)
             {
-                foreach (string project in new[] { "src/TcpFork/TcpFork.csproj", "src/tcpfork/tcpfork.Cli.csproj" })
+                foreach (string project in new[] { "src/TcpFork/TcpFork.csproj", "src/TcpFork.Cli/TcpFork.Cli.csproj" })
                 {
                     (int code, string output, string error) = Run.Command(TimeSpan.FromMinutes(5), "dotnet", "pack", Path.Combine(Binaries.RepoRoot, project), "-c", "Release", "-o", feed, $"-p:Version={version}", "--nologo");
                     Assert.True(code == 0, output + error);
@@ -28,7 +28,7 @@ public class PackagingTests
                 Assert.Contains("lib/net10.0/TcpFork.Core.dll", names);
                 Assert.Contains("lib/net10.0/TcpFork.Core.xml", names);
             }
-            (int installed, string o, string e) = Run.Command(TimeSpan.FromMinutes(2), "dotnet", "tool", "install", "--tool-path", tools, "--add-source", feed, "--version", version, "TcpFork.Tool");
+            (int installed, string o, string e) = Run.Command(TimeSpan.FromMinutes(2), "dotnet", "tool", "install", "--tool-path", tools, "--add-source", feed, "--version", version, "TcpFork.Cli");
             Assert.True(installed == 0, o + e);
 
             using ServerProcess server = ServerProcess.Start(Path.Combine(tools, "tcpfork"), ["echo"]);
@@ -39,7 +39,7 @@ public class PackagingTests
         {
             Directory.Delete(work, recursive: true);
             string home = Environment.GetEnvironmentVariable("NUGET_PACKAGES") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-            foreach (string id in new[] { "tcpfork", "tcpfork.tool" })
+            foreach (string id in new[] { "tcpfork", "tcpfork.cli" })
             {
                 string cached = Path.Combine(home, id, version);
                 if (Directory.Exists(cached))

@@ -16,7 +16,7 @@ internal static unsafe class Privileges
             Interop.Passwd* pw = Interop.GetPwNam(user);
             if (pw == null)
             {
-                throw new FormatException($"TcpForkServerOptions.User: no such user '{user}'");
+                throw new ArgumentException($"no such user '{user}'", nameof(TcpForkServerOptions.User));
             }
             uid = pw->Uid;
             gid = pw->Gid;
@@ -30,7 +30,7 @@ internal static unsafe class Privileges
             Interop.Group* gr = Interop.GetGrNam(group);
             if (gr == null)
             {
-                throw new FormatException($"TcpForkServerOptions.Group: no such group '{group}'");
+                throw new ArgumentException($"no such group '{group}'", nameof(TcpForkServerOptions.Group));
             }
             gid = gr->Gid;
         }

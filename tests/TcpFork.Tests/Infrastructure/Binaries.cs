@@ -18,7 +18,7 @@ public enum Flavor
 public static class Binaries
 {
     private static readonly Lazy<string> s_aot = new(() => Environment.GetEnvironmentVariable("TCPFORK_AOT_BINARY") is { Length: > 0 } given
-        ? given : PublishAot(Path.Combine("src", "tcpfork", "tcpfork.Cli.csproj"), "test-aot", "tcpfork"), LazyThreadSafetyMode.ExecutionAndPublication);
+        ? given : PublishAot(Path.Combine("src", "TcpFork.Cli", "TcpFork.Cli.csproj"), "test-aot", "tcpfork"), LazyThreadSafetyMode.ExecutionAndPublication);
 
     private static readonly Lazy<string> s_testHostAot = new(() =>
         PublishAot(Path.Combine("tests", "TcpFork.TestHost", "TcpFork.TestHost.csproj"), "test-aot-host", "TcpFork.TestHost"), LazyThreadSafetyMode.ExecutionAndPublication);
