@@ -9,18 +9,6 @@ namespace TcpFork.Tests;
 /// <summary>The parent's policies, in every mode: per-IP limit, allow/deny, rules files, rate, timeouts.</summary>
 public class PolicyTests
 {
-    private static async Task<byte[]> Drain(Socket s)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        try
-        {
-            return await EchoClient.ReadToEndAsync(s, cts.Token);
-        }
-        catch (SocketException)
-        {
-            return [];
-        }
-    }
 
     [Theory]
     [InlineData(Flavor.AotFork)]
@@ -31,7 +19,7 @@ public class PolicyTests
         using Socket first = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(first, "1"u8.ToArray());
         using Socket second = EchoClient.Connect(server.Port);
-        Assert.Equal("421 too many connections\r\n", Encoding.ASCII.GetString(await Drain(second)));
+        Assert.Equal("421 too many connections\r\n", Encoding.ASCII.GetString(await EchoClient.DrainAsync(second)));
         server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.0\.1::\d+ max-per-ip$");
         Assert.Equal("A"u8.ToArray(), await EchoClient.ExchangeAsync(first, "A"u8.ToArray()));
         server.WaitForLog(@"^tcpfork: status: 0/1000$");
@@ -48,7 +36,7 @@ public class PolicyTests
         using (Socket v6 = EchoClient.Connect(server.Ports[1], AddressFamily.InterNetworkV6))
         {
             await v6.SendAsync("x"u8.ToArray());
-            Assert.Empty(await Drain(v6));
+            Assert.Empty(await EchoClient.DrainAsync(v6));
         }
         server.WaitForLog(@"^tcpfork: deny 0 :::1:\d+ :::1::\d+ rule$");
         Assert.Equal("v4"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Ports[0], "v4"u8.ToArray()));
@@ -64,7 +52,7 @@ public class PolicyTests
             using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--rules", file);
             using (Socket s = EchoClient.Connect(server.Port))
             {
-                Assert.Empty(await Drain(s));
+                Assert.Empty(await EchoClient.DrainAsync(s));
             }
             await File.WriteAllTextAsync(file, "allow 127.0.0.1\ndeny 0.0.0.0/0\n");
             int from = server.LogCount;
@@ -116,7 +104,7 @@ public class PolicyTests
         await s.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
         await s.SendAsync("x"u8.ToArray());
         s.Shutdown(SocketShutdown.Send);
-        return (await Drain(s)).Length > 0;
+        return (await EchoClient.DrainAsync(s)).Length > 0;
     }
 
     [Fact]
@@ -212,7 +200,7 @@ public class PolicyTests
         int from = server.LogCount;
         await held.SendAsync("x"u8.ToArray());
         held.Shutdown(SocketShutdown.Send);
-        Assert.Equal("x"u8.ToArray(), await Drain(held));
+        Assert.Equal("x"u8.ToArray(), await EchoClient.DrainAsync(held));
         server.WaitForLog(@"^tcpfork: status: 0/4$", from: from);
         // With the held connection gone, the address is still over its rate.
         Assert.False(await ServedFrom(server.Port, "127.0.20.1"));
@@ -228,7 +216,7 @@ public class PolicyTests
             Assert.Equal("v4"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Ports[0], "v4"u8.ToArray()));
             using Socket v6 = EchoClient.Connect(server.Ports[1], AddressFamily.InterNetworkV6);
             await v6.SendAsync("x"u8.ToArray());
-            Assert.Empty(await Drain(v6));
+            Assert.Empty(await EchoClient.DrainAsync(v6));
             server.WaitForLog(@"^tcpfork: deny 0 :::1:\d+ :::1::\d+ rule$");
         }
         // --allow ::/0 admits IPv6 clients only: a later IPv4 deny still applies to IPv4 clients.
@@ -240,7 +228,7 @@ public class PolicyTests
             }
             using Socket v4 = EchoClient.Connect(server.Ports[0]);
             await v4.SendAsync("x"u8.ToArray());
-            Assert.Empty(await Drain(v4));
+            Assert.Empty(await EchoClient.DrainAsync(v4));
             server.WaitForLog(@"^tcpfork: deny 0 :127\.0\.0\.1:\d+ :127\.0\.0\.1::\d+ rule$");
         }
         // A rule written in the mapped range matches IPv4 clients.
@@ -248,7 +236,7 @@ public class PolicyTests
         {
             using Socket v4 = EchoClient.Connect(server.Port);
             await v4.SendAsync("x"u8.ToArray());
-            Assert.Empty(await Drain(v4));
+            Assert.Empty(await EchoClient.DrainAsync(v4));
         }
     }
 
@@ -263,7 +251,7 @@ public class PolicyTests
         using Socket busy = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(silent, "s"u8.ToArray());
         var started = DateTime.UtcNow;
-        Task<byte[]> silentEnd = Drain(silent);
+        Task<byte[]> silentEnd = EchoClient.DrainAsync(silent);
         while (!silentEnd.IsCompleted && DateTime.UtcNow - started < TimeSpan.FromSeconds(10))
         {
             await EchoClient.RoundTripAsync(busy, "b"u8.ToArray());
@@ -301,7 +289,7 @@ public class PolicyTests
         // Ended at its first check after the accept (every 0.75 s here), where it used to get 3 s more.
         Assert.True(accepted.Elapsed < TimeSpan.FromSeconds(2.5), $"the silent client was ended {accepted.Elapsed.TotalSeconds:0.0} s after its accept");
         Assert.Equal("c"u8.ToArray(), await EchoClient.ReadToEndAsync(speaker, new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token));
-        Assert.Empty(await Drain(silent));
+        Assert.Empty(await EchoClient.DrainAsync(silent));
     }
 
     [Fact]

@@ -12,18 +12,6 @@ public class UnixPeerTests
 {
     private static string SocketPath() => Path.Combine(Path.GetTempPath(), $"tcpfork-{Guid.NewGuid():N}.sock");
 
-    private static async Task<byte[]> Drain(Socket s)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        try
-        {
-            return await EchoClient.ReadToEndAsync(s, cts.Token);
-        }
-        catch (SocketException)
-        {
-            return [];
-        }
-    }
 
     private static SockAddr UnixPeer(uint uid)
     {
@@ -46,7 +34,7 @@ public class UnixPeerTests
             try
             {
                 await unix.SendAsync("x"u8.ToArray());
-                Assert.Empty(await Drain(unix));
+                Assert.Empty(await EchoClient.DrainAsync(unix));
             }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.Shutdown or SocketError.ConnectionReset)
             {
@@ -68,7 +56,7 @@ public class UnixPeerTests
         Assert.Equal("1"u8.ToArray(), await EchoClient.RoundTripAsync(first, "1"u8.ToArray()));
         using (Socket second = EchoClient.ConnectUnix(path))
         {
-            Assert.Equal("421 one per user\r\n", Encoding.ASCII.GetString(await Drain(second)));
+            Assert.Equal("421 one per user\r\n", Encoding.ASCII.GetString(await EchoClient.DrainAsync(second)));
         }
         server.WaitForLog(@"^tcpfork: deny 0 .* max-per-ip$");
         Assert.Equal("A"u8.ToArray(), await EchoClient.ExchangeAsync(first, "A"u8.ToArray()));

@@ -35,6 +35,20 @@ public static class EchoClient
         return await reader;
     }
 
+    /// <summary>Everything the server sends until it closes, within 20 s; a reset reads as nothing (a refused client may be reset).</summary>
+    public static async Task<byte[]> DrainAsync(Socket socket)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        try
+        {
+            return await ReadToEndAsync(socket, cts.Token);
+        }
+        catch (SocketException)
+        {
+            return [];
+        }
+    }
+
     public static async Task<byte[]> ReadToEndAsync(Socket socket, CancellationToken token)
     {
         var received = new MemoryStream();
