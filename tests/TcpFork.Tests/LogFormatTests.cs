@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Globalization;
 using System.Reflection;
 using System.Text;
@@ -191,6 +192,56 @@ public partial class LogFormatTests
         using JsonDocument doc = JsonDocument.Parse(buffer.AsMemory(0, n));
         Assert.True(doc.RootElement.GetProperty("truncated").GetBoolean());
         Assert.Equal("e", doc.RootElement.GetProperty("event").GetString());
+    }
+
+    /// <summary>The real server: every stderr line is a JSON object; the parent's and the child's events name the same child and client.</summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Echo_with_log_format_json_writes_only_json_and_its_events_name_the_child_and_the_client(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--log-format", "json", "-v", "--log-timestamps");
+        int clientPort;
+        using (Socket client = EchoClient.Connect(server.Port))
+        {
+            clientPort = ((IPEndPoint)client.LocalEndPoint!).Port;
+            Assert.Equal("hello"u8.ToArray(), await EchoClient.ExchangeAsync(client, "hello"u8.ToArray()));
+        }
+        server.WaitForLog("^\\{.*\"event\":\"end\"");
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+
+        var events = new List<JsonElement>();
+        foreach (string line in server.StderrLines)
+        {
+            using JsonDocument doc = JsonDocument.Parse(line);
+            Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", doc.RootElement.GetProperty("ts").GetString());
+            events.Add(doc.RootElement.Clone());
+        }
+        JsonElement Event(string name) => Assert.Single(events, e => e.GetProperty("event").GetString() == name);
+        JsonElement ok = Event("ok"), end = Event("end"), launched = Event("launched"), echoed = Event("echo.received");
+        int child = ok.GetProperty("pid").GetInt32();
+        Assert.NotEqual(server.Pid, child);
+        Assert.Equal(child, end.GetProperty("pid").GetInt32());
+        Assert.Equal(child, launched.GetProperty("pid").GetInt32());
+        Assert.Equal(child, echoed.GetProperty("pid").GetInt32()); // written by the child itself
+        Assert.Equal(0, end.GetProperty("status").GetInt32());
+        Assert.Equal(5, echoed.GetProperty("bytes").GetInt64());
+        Assert.Equal("127.0.0.1", ok.GetProperty("peer_ip").GetString());
+        Assert.Equal(clientPort, ok.GetProperty("peer_port").GetInt32());
+        Assert.Equal(server.Port, ok.GetProperty("local_port").GetInt32());
+        Assert.Equal($"127.0.0.1:{clientPort}", launched.GetProperty("peer").GetString());
+        Assert.Equal(server.Pid, Event("start").GetProperty("pid").GetInt32());
+        Assert.Equal(1, Event("exit").GetProperty("connections").GetInt64());
+    }
+
+    [Fact]
+    public async Task Log_timestamps_start_each_text_line_with_the_time()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--log-timestamps");
+        Assert.Equal("x"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "x"u8.ToArray()));
+        server.WaitForLog(@"^\S+ tcpfork: end ");
+        Assert.All(server.StderrLines, line => Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z tcpfork: ", line));
     }
 
     /// <summary>docs/logging.md's JSON column: format → <c>event: field, field</c>.</summary>
