@@ -124,6 +124,11 @@ internal sealed class ServerOptionsBinder
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Also log each connection's start and end (tcpserver's -v lines) and the echo children's progress." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "Log warnings and errors only." };
 
+    private readonly Option<LogFormat?> _logFormat = OptionParsers.Choice<LogFormat>("--log-format",
+        OptionParsers.WithDefault("Log lines as text or one JSON object a line (docs/logging.md).", OptionParsers.LowerName(s_defaults.LogFormat)));
+
+    private readonly Option<bool> _logTimestamps = new("--log-timestamps") { Description = "Start each text log line with the time (RFC 3339, UTC); JSON lines always carry it." };
+
     public void AddTo(Command command)
     {
         command.Options.Add(_listen);
@@ -138,6 +143,8 @@ internal sealed class ServerOptionsBinder
         }
         command.Options.Add(_verbose);
         command.Options.Add(_quiet);
+        command.Options.Add(_logFormat);
+        command.Options.Add(_logTimestamps);
         command.Validators.Add(r =>
         {
             if (r.GetValue(_verbose) && r.GetValue(_quiet))
@@ -162,6 +169,8 @@ internal sealed class ServerOptionsBinder
             LogLevel = r.GetValue(_quiet) ? LogLevel.Quiet : r.GetValue(_verbose) ? LogLevel.Verbose : LogLevel.Normal,
         };
         o.Mode = r.GetValue(_mode) ?? o.Mode;
+        o.LogFormat = r.GetValue(_logFormat) ?? o.LogFormat;
+        o.LogTimestamps = r.GetValue(_logTimestamps);
         o.MaxConnections = r.GetValue(_maxConnections) ?? o.MaxConnections;
         o.Backlog = r.GetValue(_backlog) ?? o.Backlog;
         o.DrainTimeout = r.GetValue(_drainTimeout) is double drain ? TimeSpan.FromSeconds(drain) : o.DrainTimeout;

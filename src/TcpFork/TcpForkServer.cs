@@ -82,7 +82,7 @@ public sealed class TcpForkServer
             return false;
         }
         DieWithParent(settings.Parent);
-        var log = new ServerLog(settings.Level) { ChildLineByLine = true };
+        var log = new ServerLog(settings.Level, format: settings.Format, timestamps: settings.Timestamps) { ChildLineByLine = true };
         exitCode = ChildProcess.Serve(new Connection(fd, accepted, log), program is null ? handler : ExecHandler.For(program, settings.Limits), settings.Limits);
         return true;
     }
@@ -136,7 +136,7 @@ public sealed class TcpForkServer
         {
             return childExit;
         }
-        var log = new ServerLog(_options.LogLevel);
+        var log = new ServerLog(_options.LogLevel, format: _options.LogFormat, timestamps: _options.LogTimestamps);
         _options.Validate();
         DescriptorBudget.Ensure(_options);
         _program?.Validate();

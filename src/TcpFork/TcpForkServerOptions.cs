@@ -75,6 +75,12 @@ public sealed class TcpForkServerOptions
     /// <summary>How much is logged to stderr. Defaults to <see cref="LogLevel.Normal"/>.</summary>
     public LogLevel LogLevel { get; set; } = LogLevel.Normal;
 
+    /// <summary>How each log line is written: text (<c>tcpfork: …</c>) or one JSON object a line (docs/logging.md). Defaults to <see cref="LogFormat.Text"/>.</summary>
+    public LogFormat LogFormat { get; set; } = LogFormat.Text;
+
+    /// <summary>Text log lines start with the time, RFC 3339 in UTC with milliseconds; JSON lines always carry it. Defaults to false.</summary>
+    public bool LogTimestamps { get; set; }
+
     /// <summary>Whether to print <c>Listening for connections on port N</c> on stdout for each listener. Defaults to true.</summary>
     public bool AnnounceListening { get; set; } = true;
 

@@ -81,6 +81,7 @@ public class CliTests
     [InlineData("echo --rules /nonexistent", "--rules /nonexistent: No such file or directory")]
     [InlineData("bench nohost.invalid:1", "target 'nohost.invalid:1': unknown host 'nohost.invalid'")]
     [InlineData("echo --mode banana", "--mode must be auto, fork or spawn, not 'banana'")]
+    [InlineData("echo --log-format yaml", "--log-format must be text or json, not 'yaml'")]
     [InlineData("bogus", "unknown command 'bogus': give echo, exec or bench")]
     [InlineData("", "no command given: give echo, exec or bench")]
     [InlineData("--bogus", "unknown option '--bogus': give echo, exec or bench first")]

@@ -6,12 +6,12 @@ namespace TcpFork.Tests;
 /// <summary>The fork-mode parent's invariants from docs/fork-safety.md, each held by a test.</summary>
 public class ParentInvariantTests
 {
-    private static (long Allocated, int Gcs) Stats(ServerProcess server)
+    private static (long Allocated, int Gcs) Stats(ServerProcess server, bool json = false)
     {
         int from = server.LogCount;
         server.Signal(Native.SIGHUP);
-        string line = server.WaitForLog(@"^tcpfork: stats: ", from: from);
-        Match m = Regex.Match(line, @"allocated (\d+) gc (\d+)");
+        string line = server.WaitForLog(json ? "^\\{.*\"event\":\"stats\"" : "^tcpfork: stats: ", from: from);
+        Match m = Regex.Match(line, json ? "\"allocated\":(\\d+),\"gc\":(\\d+)" : @"allocated (\d+) gc (\d+)");
         return (long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
     }
 
@@ -21,23 +21,26 @@ public class ParentInvariantTests
     [InlineData(Flavor.AotSpawn, "echo")]
     [InlineData(Flavor.AotFork, "exec")]
     [InlineData(Flavor.AotSpawn, "exec --limit-nofile 64")]
+    [InlineData(Flavor.AotFork, "echo --log-format json")]
     public async Task Invariant_3_the_accept_launch_reap_path_allocates_0_bytes_per_connection(Flavor flavor, string command)
     {
-        using ServerProcess server = command == "echo" ? ServerProcess.StartEcho(flavor)
-            : ServerProcess.StartExec(flavor, command.Split(' ')[1..], "cat");
+        string[] words = command.Split(' ');
+        bool json = command.Contains("--log-format json", StringComparison.Ordinal);
+        using ServerProcess server = words[0] == "echo" ? ServerProcess.StartEcho(flavor, words[1..])
+            : ServerProcess.StartExec(flavor, words[1..], "cat");
         byte[] data = "x"u8.ToArray();
         for (int i = 0; i < 20; i++)
         {
             await EchoClient.EchoOnceAsync(server.Port, data);
         }
-        WaitForReaped(server, 20);
-        (long before, int gcBefore) = Stats(server);
+        WaitForReaped(server, 20, json);
+        (long before, int gcBefore) = Stats(server, json);
         for (int i = 0; i < 1000; i++)
         {
             Assert.Equal(data, await EchoClient.EchoOnceAsync(server.Port, data));
         }
-        WaitForReaped(server, 20 + 1000);
-        (long after, int gcAfter) = Stats(server);
+        WaitForReaped(server, 20 + 1000, json);
+        (long after, int gcAfter) = Stats(server, json);
         Assert.Equal(0, after - before);
         Assert.Equal(gcBefore, gcAfter);
     }
@@ -98,9 +101,9 @@ public class ParentInvariantTests
     }
 
     /// <summary>Waits until the parent has reaped <paramref name="children"/> children in all (it logs "end P" after waitpid).</summary>
-    private static void WaitForReaped(ServerProcess server, int children)
+    private static void WaitForReaped(ServerProcess server, int children, bool json = false)
     {
-        server.WaitForLogCount("^tcpfork: end ", children);
+        server.WaitForLogCount(json ? "^\\{.*\"event\":\"end\"" : "^tcpfork: end ", children);
         Assert.Empty(Native.Children(server.Pid));
     }
 }

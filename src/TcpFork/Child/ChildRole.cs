@@ -48,16 +48,18 @@ internal static class ChildRole
 
     /// <summary>What a spawned child takes from the parent's options besides the program.</summary>
     /// <param name="Level">The log level.</param>
+    /// <param name="Format">The log lines' form.</param>
+    /// <param name="Timestamps">Whether text lines carry the time.</param>
     /// <param name="Limits">The resource limits.</param>
     /// <param name="Parent">With <see cref="TcpForkServerOptions.DieWithParent"/>, the pid to die with; else 0.</param>
-    public readonly record struct Settings(LogLevel Level, ChildLimits Limits, int Parent);
+    public readonly record struct Settings(LogLevel Level, LogFormat Format, bool Timestamps, ChildLimits Limits, int Parent);
 
     /// <summary>
-    /// What a spawned child needs from the parent's options: <c>log=N;as=N;cpu=N;nofile=N;nproc=N;parent=PID</c>,
+    /// What a spawned child needs from the parent's options: <c>log=N;format=N;ts=0|1;as=N;cpu=N;nofile=N;nproc=N;parent=PID</c>,
     /// where <c>parent</c> (with <see cref="TcpForkServerOptions.DieWithParent"/>, else empty) is the pid to die with.
     /// </summary>
     private static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"log={(int)o.LogLevel};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
+        $"log={(int)o.LogLevel};format={(int)o.LogFormat};ts={(o.LogTimestamps ? 1 : 0)};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
 
     /// <summary>
     /// <paramref name="program"/> as <c>KEY=VALUE</c> entries: one variable per argument and per
@@ -92,7 +94,7 @@ internal static class ChildRole
     {
         fd = -1;
         accepted = new Accepted { FromSameIp = 1 };
-        settings = new Settings(LogLevel.Normal, new ChildLimits(), 0);
+        settings = new Settings(LogLevel.Normal, LogFormat.Text, false, new ChildLimits(), 0);
         program = null;
         string? fdText = Environment.GetEnvironmentVariable(FdVariable);
         if (fdText is null)
@@ -117,6 +119,8 @@ internal static class ChildRole
     private static Settings DecodeSettings(string? text)
     {
         LogLevel level = LogLevel.Normal;
+        LogFormat format = LogFormat.Text;
+        bool timestamps = false;
         var limits = new ChildLimits();
         int parent = 0;
         foreach (string pair in (text ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries))
@@ -126,6 +130,8 @@ internal static class ChildRole
             switch (kv[0])
             {
                 case "log": level = (LogLevel)(n ?? 1); break;
+                case "format": format = (LogFormat)(n ?? 0); break;
+                case "ts": timestamps = n == 1; break;
                 case "as": limits.AddressSpace = n; break;
                 case "cpu": limits.CpuSeconds = n; break;
                 case "nofile": limits.OpenFiles = n; break;
@@ -133,7 +139,7 @@ internal static class ChildRole
                 case "parent": parent = (int)(n ?? 0); break;
             }
         }
-        return new Settings(level, limits, parent);
+        return new Settings(level, format, timestamps, limits, parent);
     }
 
     private static ExecProgram? DecodeProgram()

@@ -22,21 +22,21 @@ internal sealed partial class ServerLog
     {
         if (IsNormal)
         {
-            Write($"start: pid {pid} mode {action} listen {listeners} max-connections {maxConnections} backlog {backlog}");
+            Write("start"u8, $"start: pid {pid:pid} mode {action:mode} listen {listeners:listen} max-connections {maxConnections:max_connections} backlog {backlog:backlog}");
         }
     }
 
     [LineFormat("warning: fork mode needs a parent with one thread; running: THREADS; serving in spawn mode")]
     public void ServingInSpawnMode(string threads) =>
-        Write($"warning: fork mode needs a parent with one thread; running: {threads}; serving in spawn mode");
+        Write("warning.spawn-mode"u8, $"warning: fork mode needs a parent with one thread; running: {threads:threads}; serving in spawn mode");
 
     [LineFormat("warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"TcpForkNativeAotRuntime\" /> (the TcpFork package's build props add it)")]
     public void NoFinalizerInChildren() =>
-        Write($"warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"{Interop.Runtime}\" /> (the TcpFork package's build props add it)");
+        Write("warning.no-finalizer"u8, $"warning: forked children get no finalizer thread: the build lacks <DirectPInvoke Include=\"{Interop.Runtime}\" /> (the TcpFork package's build props add it)");
 
     [LineFormat("warning: thread 'NAME' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain")]
     public void SignalsUnblocked(string thread) =>
-        Write($"warning: thread '{thread}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
+        Write("warning.signals-unblocked"u8, $"warning: thread '{thread:thread}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
 
     // ---- Each connection (-v) ----
 
@@ -45,7 +45,7 @@ internal sealed partial class ServerLog
     {
         if (IsVerbose)
         {
-            Write($"pid {pid} from {peer}");
+            Write("launched"u8, $"pid {pid:pid} from {peer:peer}");
         }
     }
 
@@ -83,11 +83,12 @@ internal sealed partial class ServerLog
         c.Peer.TryFormatIP(remote, out int rl);
         if (reason.IsEmpty)
         {
-            Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port}");
+            Write(word, $"{word} {pid:pid} :{local[..ll]:local_ip}:{c.Local.Port:local_port} :{remote[..rl]:peer_ip}::{c.Peer.Port:peer_port}");
         }
         else
         {
-            Write($"{word} {pid} :{local[..ll]}:{c.Local.Port} :{remote[..rl]}::{c.Peer.Port} {reason}");
+            // deny's pid is always 0: text only.
+            Write(word, $"{word} {pid} :{local[..ll]:local_ip}:{c.Local.Port:local_port} :{remote[..rl]:peer_ip}::{c.Peer.Port:peer_port} {reason:reason}");
         }
     }
 
@@ -96,7 +97,7 @@ internal sealed partial class ServerLog
     {
         if (IsVerbose)
         {
-            Write($"status: {count}/{capacity}");
+            Write("status"u8, $"status: {count:active}/{capacity:max_connections}");
         }
     }
 
@@ -112,11 +113,11 @@ internal sealed partial class ServerLog
         int signal = waitStatus & 0x7f;
         if (signal == 0)
         {
-            Write($"end {pid} status {(waitStatus >> 8) & 0xff}");
+            Write("end"u8, $"end {pid:pid} status {(waitStatus >> 8) & 0xff:status}");
             return;
         }
         Span<byte> name = stackalloc byte[32];
-        Write($"end {pid} signal {name[..Interop.SignalName(signal, name)]}");
+        Write("end"u8, $"end {pid:pid} signal {name[..Interop.SignalName(signal, name)]:signal}");
     }
 
     // ---- The server's own events (default) ----
@@ -126,7 +127,7 @@ internal sealed partial class ServerLog
     {
         if (IsNormal)
         {
-            Write($"timeout: {pid} idle {quietMs / 1000.0:0.#} s; sent SIGTERM");
+            Write("timeout.idle"u8, $"timeout: {pid:pid} idle {quietMs / 1000.0:seconds|0.#} s; sent SIGTERM");
         }
     }
 
@@ -135,7 +136,7 @@ internal sealed partial class ServerLog
     {
         if (IsNormal)
         {
-            Write($"timeout: {pid} lifetime {ageMs / 1000.0:0.#} s; sent SIGTERM");
+            Write("timeout.lifetime"u8, $"timeout: {pid:pid} lifetime {ageMs / 1000.0:seconds|0.#} s; sent SIGTERM");
         }
     }
 
@@ -144,7 +145,7 @@ internal sealed partial class ServerLog
     {
         if (IsNormal)
         {
-            Write($"timeout: {pid} ignored SIGTERM; sent SIGKILL");
+            Write("timeout.kill"u8, $"timeout: {pid:pid} ignored SIGTERM; sent SIGKILL");
         }
     }
 
@@ -153,21 +154,21 @@ internal sealed partial class ServerLog
     {
         if (IsNormal)
         {
-            Write($"rules: reloaded {count} rules");
+            Write("rules.reloaded"u8, $"rules: reloaded {count:count} rules");
         }
     }
 
     /// <summary>A reload failed (allocates: the reason is the exception's text, shortened and escaped).</summary>
     [LineFormat("warning: rules: REASON; keeping the rules in force")]
     public void RulesKept(Exception e) =>
-        Write($"warning: rules: {(e is FormatException ? e.Message : $"{e.GetType().Name}: {Printable.Truncate(e.Message)}")}; keeping the rules in force");
+        Write("warning.rules"u8, $"warning: rules: {(e is FormatException ? e.Message : $"{e.GetType().Name}: {Printable.Truncate(e.Message)}"):reason}; keeping the rules in force");
 
     [LineFormat("stats: connections N active A allocated BYTES gc G peers-evicted E peers-refused R")]
     public void Stats(long served, int active, long allocated, int gcs, long evicted, long refused)
     {
         if (IsNormal)
         {
-            Write($"stats: connections {served} active {active} allocated {allocated} gc {gcs} peers-evicted {evicted} peers-refused {refused}");
+            Write("stats"u8, $"stats: connections {served:connections} active {active:active} allocated {allocated:allocated} gc {gcs:gc} peers-evicted {evicted:peers_evicted} peers-refused {refused:peers_refused}");
         }
     }
 
@@ -177,7 +178,7 @@ internal sealed partial class ServerLog
         if (IsNormal)
         {
             Span<byte> name = stackalloc byte[32];
-            Write($"stop: {name[..Interop.SignalName(signal, name)]}; draining {children} connections for up to {timeout.TotalSeconds} s");
+            Write("stop.drain"u8, $"stop: {name[..Interop.SignalName(signal, name)]:signal}; draining {children:connections} connections for up to {timeout.TotalSeconds:seconds} s");
         }
     }
 
@@ -187,7 +188,7 @@ internal sealed partial class ServerLog
         if (IsNormal)
         {
             Span<byte> name = stackalloc byte[32];
-            Write($"stop: {name[..Interop.SignalName(signal, name)]} again; terminating {children} connections");
+            Write("stop.terminate"u8, $"stop: {name[..Interop.SignalName(signal, name)]:signal} again; terminating {children:connections} connections");
         }
     }
 
@@ -195,14 +196,14 @@ internal sealed partial class ServerLog
     public void StopAgainWhileTerminating(int signal, int children, long killInMs)
     {
         Span<byte> name = stackalloc byte[32];
-        Write($"stop: {name[..Interop.SignalName(signal, name)]} again; already terminating {children} children, SIGKILL to any left in {Math.Max(0, killInMs) / 1000.0:0.#} s");
+        Write("stop.again-terminating"u8, $"stop: {name[..Interop.SignalName(signal, name)]:signal} again; already terminating {children:children} children, SIGKILL to any left in {Math.Max(0, killInMs) / 1000.0:seconds|0.#} s");
     }
 
     [LineFormat("stop: SIGNAME again; already sent SIGKILL, waiting for N children")]
     public void StopAgainAfterKill(int signal, int children)
     {
         Span<byte> name = stackalloc byte[32];
-        Write($"stop: {name[..Interop.SignalName(signal, name)]} again; already sent SIGKILL, waiting for {children} children");
+        Write("stop.again-killed"u8, $"stop: {name[..Interop.SignalName(signal, name)]:signal} again; already sent SIGKILL, waiting for {children:children} children");
     }
 
     [LineFormat("stop: drain timeout; sent SIGTERM to N children, SIGKILL to any left in G s")]
@@ -210,18 +211,18 @@ internal sealed partial class ServerLog
     public void Terminating(bool secondSignal, int signalled, TimeSpan grace)
     {
         ReadOnlySpan<byte> why = secondSignal ? "second stop signal"u8 : "drain timeout"u8;
-        Write($"stop: {why}; sent SIGTERM to {signalled} children, SIGKILL to any left in {grace.TotalSeconds} s");
+        Write(secondSignal ? "stop.second-signal"u8 : "stop.drain-timeout"u8, $"stop: {why}; sent SIGTERM to {signalled:children} children, SIGKILL to any left in {grace.TotalSeconds:seconds} s");
     }
 
     [LineFormat("stop: grace period over; sent SIGKILL to N children")]
-    public void GracePeriodOver(int killed) => Write($"stop: grace period over; sent SIGKILL to {killed} children");
+    public void GracePeriodOver(int killed) => Write("stop.kill"u8, $"stop: grace period over; sent SIGKILL to {killed:children} children");
 
     [LineFormat("exit: N connections; D drained, T terminated, K killed")]
     public void Exit(long served, long drained, long terminated, long killed)
     {
         if (IsNormal)
         {
-            Write($"exit: {served} connections; {drained} drained, {terminated} terminated, {killed} killed");
+            Write("exit"u8, $"exit: {served:connections} connections; {drained:drained} drained, {terminated:terminated} terminated, {killed:killed} killed");
         }
     }
 
@@ -229,48 +230,49 @@ internal sealed partial class ServerLog
 
     [LineFormat("warning: accept: REASON; pausing MS ms")]
     public void AcceptPaused(Errno error, TimeSpan backoff) =>
-        Write($"warning: accept: {Interop.ErrorText(error)}; pausing {backoff.TotalMilliseconds} ms");
+        Write("warning.accept-paused"u8, $"warning: accept: {Interop.ErrorText(error):reason}; pausing {backoff.TotalMilliseconds:ms} ms");
 
     [LineFormat("warning: accept: REASON")]
-    public void AcceptFailed(Errno error) => Write($"warning: accept: {Interop.ErrorText(error)}");
+    public void AcceptFailed(Errno error) => Write("warning.accept"u8, $"warning: accept: {Interop.ErrorText(error):reason}");
 
     [LineFormat("warning: unable to ACTION: REASON; closed connection from ADDR")]
     public void LaunchFailed(string action, Errno error, in SockAddr peer) =>
-        Write($"warning: unable to {action}: {Interop.ErrorText(error)}; closed connection from {peer}");
+        Write("warning.launch"u8, $"warning: unable to {action:action}: {Interop.ErrorText(error):reason}; closed connection from {peer:peer}");
 
     [LineFormat("warning: per-IP table: every slot of this client's bucket has open connections; refused ADDR (N so far)")]
     public void TableFull(in SockAddr peer, long refused) =>
-        Write($"warning: per-IP table: every slot of this client's bucket has open connections; refused {peer} ({refused} so far)");
+        Write("warning.table-full"u8, $"warning: per-IP table: every slot of this client's bucket has open connections; refused {peer:peer} ({refused:refused} so far)");
 
     [LineFormat("warning: P exited S after MS ms, as a .NET runtime that could not start: its handler most likely never ran; usually no thread could be created (a pids cgroup's pids.max, RLIMIT_NPROC) or no memory mapped")]
     public void ChildStartFailed(int pid, int status, long ms) =>
-        Write($"warning: {pid} exited {status} after {ms} ms, as a .NET runtime that could not start: its handler most likely never ran; usually no thread could be created (a pids cgroup's pids.max, RLIMIT_NPROC) or no memory mapped");
+        Write("warning.child-start"u8, $"warning: {pid:pid} exited {status:status} after {ms:ms} ms, as a .NET runtime that could not start: its handler most likely never ran; usually no thread could be created (a pids cgroup's pids.max, RLIMIT_NPROC) or no memory mapped");
 
     /// <summary>The count of a repeated warning: WHAT and REASON are the warning's own words.</summary>
-    [LineFormat("warning: WHAT: REASON; repeated N times in the last S s[; cleared|; the cause changed]")]
+    [LineFormat("warning: WHAT: REASON; repeated N times in the last S s[; OUTCOME]")]
     public void Repeated(Repeat kind, string? action, Errno cause, long count, long ms, RepeatEnd end)
     {
         double seconds = ms / 1000.0;
-        ReadOnlySpan<byte> suffix = end switch
+        ReadOnlySpan<byte> outcome = end switch
         {
-            RepeatEnd.Cleared => "; cleared"u8,
-            RepeatEnd.CauseChanged => "; the cause changed"u8,
+            RepeatEnd.Cleared => "cleared"u8,
+            RepeatEnd.CauseChanged => "the cause changed"u8,
             _ => default,
         };
+        ReadOnlySpan<byte> separator = outcome.IsEmpty ? default : "; "u8;
         ReadOnlySpan<byte> reason = Interop.ErrorText(cause);
         switch (kind)
         {
             case Repeat.LaunchFailed:
-                Write($"warning: unable to {action}: {reason}; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                Write("warning.launch.repeated"u8, $"warning: unable to {action:action}: {reason:reason}; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;
             case Repeat.ChildStartFailed:
-                Write($"warning: spawned children: exited as a .NET runtime that could not start; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                Write("warning.child-start.repeated"u8, $"warning: spawned children: exited as a .NET runtime that could not start; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;
             case Repeat.TableFull:
-                Write($"warning: per-IP table: every slot of this client's bucket has open connections; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                Write("warning.table-full.repeated"u8, $"warning: per-IP table: every slot of this client's bucket has open connections; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;
             default:
-                Write($"warning: accept: {reason}; repeated {count} times in the last {seconds:0.#} s{suffix}");
+                Write("warning.accept.repeated"u8, $"warning: accept: {reason:reason}; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;
         }
     }
@@ -283,31 +285,31 @@ internal sealed partial class ServerLog
     {
         ReadOnlySpan<char> message = e.Message;
         int end = message.IndexOfAny('\r', '\n');
-        Write($"warning: the {hook} hook threw {e.GetType().Name}: {(end < 0 ? message : message[..end])}; {consequence}");
+        Write("warning.hook-threw"u8, $"warning: the {hook:hook} hook threw {e.GetType().Name:type}: {(end < 0 ? message : message[..end]):message}; {consequence:consequence}");
     }
 
     [LineFormat("warning: the HOOK hook allocated N bytes in the parent; hooks must not allocate (see docs/fork-safety.md)")]
     public void HookAllocated(string hook, long bytes) =>
-        Write($"warning: the {hook} hook allocated {bytes} bytes in the parent; hooks must not allocate (see docs/fork-safety.md)");
+        Write("warning.hook-allocated"u8, $"warning: the {hook:hook} hook allocated {bytes:bytes} bytes in the parent; hooks must not allocate (see docs/fork-safety.md)");
 
     // ---- In a child (each line written at once) ----
 
     [LineFormat("warning: unable to exec PROGRAM: REASON")]
-    public void ExecFailed(string program, Errno error) => Write($"warning: unable to exec {program}: {Interop.ErrorText(error)}");
+    public void ExecFailed(string program, Errno error) => Write("warning.exec"u8, $"warning: unable to exec {program:program}: {Interop.ErrorText(error):reason}");
 
     [LineFormat("error: P: handler failed: TYPE: MESSAGE")]
-    public void HandlerFailed(Exception e) => Write($"error: {Interop.GetPid()}: handler failed: {e.GetType().Name}: {e.Message}");
+    public void HandlerFailed(Exception e) => Write("error.handler"u8, $"error: {Interop.GetPid():pid}: handler failed: {e.GetType().Name:type}: {e.Message:message}");
 
     /// <summary>A handler ran out of the memory <see cref="ChildLimits.AddressSpace"/> gave it; the child exits 1.</summary>
     [LineFormat("error: P: handler exceeded the memory limit (N bytes)")]
-    public void MemoryLimitExceeded(long bytes) => Write($"error: {Interop.GetPid()}: handler exceeded the memory limit ({bytes} bytes)");
+    public void MemoryLimitExceeded(long bytes) => Write("error.memory-limit"u8, $"error: {Interop.GetPid():pid}: handler exceeded the memory limit ({bytes:bytes} bytes)");
 
     [LineFormat("P: received N bytes; echoing")]
     public void EchoReceived(int pid, long bytes)
     {
         if (IsVerbose)
         {
-            Write($"{pid}: received {bytes} bytes; echoing");
+            Write("echo.received"u8, $"{pid:pid}: received {bytes:bytes} bytes; echoing");
         }
     }
 
@@ -316,13 +318,13 @@ internal sealed partial class ServerLog
     {
         if (IsVerbose)
         {
-            Write($"{pid}: {Interop.ErrorText(error)}");
+            Write("child.error"u8, $"{pid:pid}: {Interop.ErrorText(error):reason}");
         }
     }
 
     /// <summary>A handler's own line (<see cref="TcpFork.Connection.WriteLog"/>): at every level, as the handler chose to write it.</summary>
     [LineFormat("P: MESSAGE")]
-    public void HandlerMessage(int pid, string message) => Write($"{pid}: {message}");
+    public void HandlerMessage(int pid, string message) => Write("message"u8, $"{pid:pid}: {message:message}");
 }
 
 /// <summary>How a run of repeated warnings ended, for its count line.</summary>
