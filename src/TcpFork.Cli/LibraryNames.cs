@@ -28,6 +28,7 @@ internal static class LibraryNames
         ("TcpForkServerOptions.RulesFile", "--rules"),
         ("TcpForkServerOptions.MaxPerIp", "--max-per-ip"),
         ("TcpForkServerOptions.Backlog", "--backlog"),
+        ("TcpForkServerOptions.ReusePort", "--reuse-port"),
         ("TcpForkServerOptions.Listen", "--listen"),
         ("TcpForkServerOptions.Group", "--group"),
         ("TcpForkServerOptions.Mode", "--mode"),

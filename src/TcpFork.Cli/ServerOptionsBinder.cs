@@ -101,6 +101,11 @@ internal sealed class ServerOptionsBinder
     private readonly Option<string?> _user = new("--user") { Description = "After binding, run as this user (and its group).", HelpName = "NAME" };
     private readonly Option<string?> _group = new("--group") { Description = "After binding, run with this group.", HelpName = "NAME" };
 
+    private readonly Option<bool> _reusePort = new("--reuse-port")
+    {
+        Description = "SO_REUSEPORT: several tcpfork instances (same user, each with --reuse-port) share the port; the kernel spreads connections among them.",
+    };
+
     private readonly Option<bool> _dieWithParent = new("--die-with-parent")
     {
         Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
@@ -137,6 +142,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_backlog);
         command.Options.Add(_drainTimeout);
         command.Options.Add(_keepAlive);
+        command.Options.Add(_reusePort);
         foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group, _dieWithParent })
         {
             command.Options.Add(o);
@@ -211,6 +217,7 @@ internal sealed class ServerOptionsBinder
         o.User = r.GetValue(_user);
         o.Group = r.GetValue(_group);
         o.DieWithParent = r.GetValue(_dieWithParent);
+        o.ReusePort = r.GetValue(_reusePort);
         return o;
     }
 

@@ -69,6 +69,14 @@ public sealed class TcpForkServerOptions
     /// </summary>
     public bool DieWithParent { get; set; }
 
+    /// <summary>
+    /// SO_REUSEPORT on the TCP listeners: several tcpfork processes (of the same user, each with this
+    /// set) listen on one port and the kernel spreads new connections among them, for more instances
+    /// on one machine or a restart beside the running one. A stopping instance serves what its own
+    /// accept queue holds before it closes (its new handshakes go to the others). Defaults to false.
+    /// </summary>
+    public bool ReusePort { get; set; }
+
     /// <summary>How long the parent stops accepting after a resource error (EMFILE, a failed fork…). Defaults to 100 ms.</summary>
     public TimeSpan ErrorBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
 

@@ -41,6 +41,12 @@ internal sealed unsafe class Listener : IDisposable
             {
                 Interop.SetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_REUSEADDR, &one, sizeof(int));
             }
+            // Several processes on one port, the kernel spreading new connections among them. Only
+            // processes of the same user can join the group, which every instance must set.
+            if (options.ReusePort && !address.IsUnix && Interop.SetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_REUSEPORT, &one, sizeof(int)) < 0)
+            {
+                throw new BindException(address, Interop.Error("setsockopt SO_REUSEPORT"));
+            }
             if (address.Family == Interop.AF_INET6)
             {
                 // [::]:p and 0.0.0.0:p can then be listened on side by side, as with tcpserver.
