@@ -18,6 +18,18 @@ public sealed class TcpForkServerOptions
     /// <summary>Where to listen. Defaults to <c>127.0.0.1:0</c> (an ephemeral port) when empty.</summary>
     public IList<ListenAddress> Listen { get; } = new List<ListenAddress>();
 
+    /// <summary>
+    /// Whether to serve the listening sockets a service manager passes (systemd socket activation:
+    /// <c>LISTEN_PID</c> names this process, <c>LISTEN_FDS</c> sockets from descriptor 3, named by
+    /// <c>LISTEN_FDNAMES</c>). They are made close-on-exec and non-blocking, get the keepalive settings,
+    /// and the three variables are removed from the environment before any child runs. They cannot be
+    /// combined with <see cref="Listen"/> (an <see cref="ArgumentException"/> from Run). At a stop no
+    /// SYN-dropping filter is attached to them — the service manager keeps them for the next instance —
+    /// and a unix socket's file is left to it. Without the variables (or with another process's
+    /// <c>LISTEN_PID</c>) nothing changes. Defaults to true.
+    /// </summary>
+    public bool SocketActivation { get; set; } = true;
+
     /// <summary>How children are created. Defaults to <see cref="ProcessMode.Auto"/>.</summary>
     public ProcessMode Mode { get; set; } = ProcessMode.Auto;
 

@@ -1,0 +1,124 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace TcpFork.Tests;
+
+/// <summary>
+/// Under systemd: socket activation, tested with the real systemd-socket-activate (the systemd package),
+/// which binds, sets LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES and execs tcpfork in its own process.
+/// </summary>
+public class SystemdTests
+{
+    private const string SocketActivate = "/usr/bin/systemd-socket-activate";
+
+    public static TheoryData<Flavor> AotFlavors() => new(Flavor.AotFork, Flavor.AotSpawn);
+
+    /// <summary>A port free a moment ago: bound to port 0 and closed.</summary>
+    private static int FreePort()
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+
+    /// <summary>
+    /// systemd-socket-activate binds, waits for the first connection and only then execs tcpfork (in its
+    /// own process, so the pid stays): <paramref name="first"/> connects that one, which waits in the queue.
+    /// </summary>
+    private static ServerProcess Activated(string listen, string[] command, Func<Socket> first, out Socket client)
+    {
+        Assert.True(File.Exists(SocketActivate), $"{SocketActivate} is missing: install the systemd package (.ci/run does)");
+        ServerProcess server = ServerProcess.Start(SocketActivate, ["-l", listen, "--fdname", "web", "--", .. command], listeners: 0);
+        try
+        {
+            server.WaitForLog("^Listening on .* as 3\\.$");
+            client = first();
+        }
+        catch
+        {
+            server.Dispose();
+            throw;
+        }
+        return server;
+    }
+
+    private static ServerProcess ActivatedTcp(int port, string[] command, out Socket client)
+    {
+        ServerProcess server = Activated($"127.0.0.1:{port}", command, () => EchoClient.Connect(port), out client);
+        server.Ports.Add(port);
+        return server;
+    }
+
+    [Theory]
+    [MemberData(nameof(AotFlavors))]
+    public async Task An_activated_echo_server_serves_the_passed_socket_its_children_hold_no_listener_and_SIGTERM_drains(Flavor flavor)
+    {
+        int port = FreePort();
+        (string exe, string[] mode) = Binaries.For(flavor);
+        using ServerProcess server = ActivatedTcp(port, [exe, "echo", .. mode, "-v"], out Socket first);
+        using (first)
+        {
+            // The connection that woke the service waited in the queue, and is served.
+            Assert.Equal("first"u8.ToArray(), await EchoClient.RoundTripAsync(first, "first"u8.ToArray()));
+        }
+        server.WaitForOutput($"^Listening for connections on port {port}$");
+        server.WaitForLog($@"^tcpfork: start: pid {server.Pid} mode \w+ listen systemd:web=127\.0\.0\.1:{port} ");
+        // The parent holds the very socket systemd-socket-activate bound (it exec'd tcpfork in its own process).
+        string listener = $"socket:[{Native.ListeningInode(port)}]";
+        Assert.Contains(listener, Directory.GetFiles($"/proc/{server.Pid}/fd").Select(f => new FileInfo(f).LinkTarget));
+
+        await ChildLifecycleTests.AssertTheChildHoldsOnlyItsConnection(server, flavor);
+        Assert.Equal("second"u8.ToArray(), await EchoClient.EchoOnceAsync(port, "second"u8.ToArray()));
+
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        server.WaitForLog("^tcpfork: exit: ");
+    }
+
+    [Fact]
+    public async Task An_activated_exec_server_gives_its_program_none_of_the_activation_variables()
+    {
+        int port = FreePort();
+        using ServerProcess server = ActivatedTcp(port, [Binaries.AotBinary, "exec", "-v", "--", "/usr/bin/env"], out Socket s);
+        using Socket client = s;
+        string env = System.Text.Encoding.UTF8.GetString(await EchoClient.DrainAsync(s));
+        Assert.Contains($"TCPLOCALPORT={port}", env);
+        Assert.DoesNotContain("LISTEN_", env);
+    }
+
+    [Theory]
+    [MemberData(nameof(AotFlavors))]
+    public async Task An_activated_unix_socket_is_served_and_its_file_left_to_the_service_manager(Flavor flavor)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"tcpfork-activated-{Guid.NewGuid():N}.sock");
+        (string exe, string[] mode) = Binaries.For(flavor);
+        try
+        {
+            using (ServerProcess server = Activated(path, [exe, "echo", .. mode, "-v"], () => EchoClient.ConnectUnix(path), out Socket s))
+            {
+                using (s)
+                {
+                    server.WaitForLog($@"^tcpfork: start: .* listen systemd:web=unix:{System.Text.RegularExpressions.Regex.Escape(path)} ");
+                    Assert.Equal("unix"u8.ToArray(), await EchoClient.RoundTripAsync(s, "unix"u8.ToArray()));
+                }
+                server.Signal(Native.SIGTERM);
+                Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+            }
+            Assert.True(File.Exists(path), "tcpfork removed the socket file the service manager created");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Listen_beside_activated_sockets_is_a_usage_error()
+    {
+        int port = FreePort();
+        using ServerProcess server = ActivatedTcp(port, [Binaries.AotBinary, "echo", "--listen", "127.0.0.1:0"], out Socket s);
+        using Socket client = s;
+        Assert.Equal(2, server.WaitForExit(TimeSpan.FromSeconds(20)));
+        server.WaitForLog("^tcpfork: usage: --listen cannot be combined with socket activation");
+    }
+}
