@@ -174,6 +174,7 @@ public sealed class TcpForkServer
             throw new ArgumentException(
                 $"TcpForkServerOptions.Listen cannot be combined with socket activation: the service manager passed {activated.Length} socket(s) (LISTEN_FDS); listen on them alone, or move the addresses into the .socket unit");
         }
+        ServiceNotifier? notifier = _options.NotifyServiceManager ? ServiceNotifier.FromEnvironment(_options.MaxConnections, memory) : null;
         IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 || activated.Length > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
         SockAddr[] resolved = addresses.SelectMany(a => a.Resolve()).ToArray();
         var listeners = new List<Listener>();
@@ -197,7 +198,7 @@ public sealed class TcpForkServer
         ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log, image);
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier);
         ParentMemory.Settle();
         if (forks)
         {

@@ -30,6 +30,18 @@ public sealed class TcpForkServerOptions
     /// </summary>
     public bool SocketActivation { get; set; } = true;
 
+    /// <summary>
+    /// Whether to tell a service manager how the server is doing (systemd's sd_notify protocol, for
+    /// <c>Type=notify</c> or <c>Type=notify-reload</c>), when <c>NOTIFY_SOCKET</c> names a unix datagram
+    /// socket (a path, or an abstract name with a leading <c>@</c>): <c>READY=1</c> once serving,
+    /// <c>STATUS=active N/LIMIT connections</c> when that changes (at most once a second),
+    /// <c>RELOADING=1</c> then <c>READY=1</c> around a SIGHUP reload, <c>STOPPING=1</c> at the first stop
+    /// signal, and <c>WATCHDOG=1</c> every half <c>WATCHDOG_USEC</c> when that is set (for this process,
+    /// if <c>WATCHDOG_PID</c> is). <c>NOTIFY_SOCKET</c>, <c>WATCHDOG_USEC</c> and <c>WATCHDOG_PID</c> are
+    /// removed from the environment before any child runs. Defaults to true.
+    /// </summary>
+    public bool NotifyServiceManager { get; set; } = true;
+
     /// <summary>How children are created. Defaults to <see cref="ProcessMode.Auto"/>.</summary>
     public ProcessMode Mode { get; set; } = ProcessMode.Auto;
 

@@ -25,10 +25,10 @@ public class SystemdTests
     /// systemd-socket-activate binds, waits for the first connection and only then execs tcpfork (in its
     /// own process, so the pid stays): <paramref name="first"/> connects that one, which waits in the queue.
     /// </summary>
-    private static ServerProcess Activated(string listen, string[] command, Func<Socket> first, out Socket client)
+    private static ServerProcess Activated(string listen, string[] command, Func<Socket> first, out Socket client, IDictionary<string, string>? env = null)
     {
         Assert.True(File.Exists(SocketActivate), $"{SocketActivate} is missing: install the systemd package (.ci/run does)");
-        ServerProcess server = ServerProcess.Start(SocketActivate, ["-l", listen, "--fdname", "web", "--", .. command], listeners: 0);
+        ServerProcess server = ServerProcess.Start(SocketActivate, ["-l", listen, "--fdname", "web", "--", .. command], listeners: 0, env);
         try
         {
             server.WaitForLog("^Listening on .* as 3\\.$");
@@ -42,9 +42,9 @@ public class SystemdTests
         return server;
     }
 
-    private static ServerProcess ActivatedTcp(int port, string[] command, out Socket client)
+    private static ServerProcess ActivatedTcp(int port, string[] command, out Socket client, IDictionary<string, string>? env = null)
     {
-        ServerProcess server = Activated($"127.0.0.1:{port}", command, () => EchoClient.Connect(port), out client);
+        ServerProcess server = Activated($"127.0.0.1:{port}", command, () => EchoClient.Connect(port), out client, env);
         server.Ports.Add(port);
         return server;
     }
@@ -76,14 +76,18 @@ public class SystemdTests
     }
 
     [Fact]
-    public async Task An_activated_exec_server_gives_its_program_none_of_the_activation_variables()
+    public async Task An_activated_exec_server_gives_its_program_none_of_the_service_managers_variables()
     {
         int port = FreePort();
-        using ServerProcess server = ActivatedTcp(port, [Binaries.AotBinary, "exec", "-v", "--", "/usr/bin/env"], out Socket s);
+        using var notify = new NotifySocket();
+        var env = new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Address, ["WATCHDOG_USEC"] = "60000000" };
+        using ServerProcess server = ActivatedTcp(port, [Binaries.AotBinary, "exec", "-v", "--", "/usr/bin/env"], out Socket s, env);
         using Socket client = s;
-        string env = System.Text.Encoding.UTF8.GetString(await EchoClient.DrainAsync(s));
-        Assert.Contains($"TCPLOCALPORT={port}", env);
-        Assert.DoesNotContain("LISTEN_", env);
+        string output = System.Text.Encoding.UTF8.GetString(await EchoClient.DrainAsync(s));
+        Assert.Contains($"TCPLOCALPORT={port}", output);
+        Assert.DoesNotContain("LISTEN_", output);
+        Assert.DoesNotContain("NOTIFY_SOCKET", output);
+        Assert.DoesNotContain("WATCHDOG_", output);
     }
 
     [Theory]
@@ -120,5 +124,93 @@ public class SystemdTests
         using Socket client = s;
         Assert.Equal(2, server.WaitForExit(TimeSpan.FromSeconds(20)));
         server.WaitForLog("^tcpfork: usage: --listen cannot be combined with socket activation");
+    }
+
+    public static TheoryData<Flavor, bool> NotifyCases() => new()
+    {
+        { Flavor.AotFork, false },
+        { Flavor.AotSpawn, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(NotifyCases))]
+    public async Task The_service_manager_hears_ready_status_reloading_and_stopping(Flavor flavor, bool abstractName)
+    {
+        using var notify = new NotifySocket(abstractName);
+        (string exe, string[] mode) = Binaries.For(flavor);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", .. mode, "-v"], 1, new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Address });
+
+        Assert.Equal("READY=1\nSTATUS=active 0/1000 connections\n", notify.Receive());
+        using (Socket s = EchoClient.Connect(server.Port))
+        {
+            await EchoClient.RoundTripAsync(s, "x"u8.ToArray());
+            Assert.Equal("STATUS=active 1/1000 connections\n", notify.Receive());
+            server.Signal(Native.SIGHUP);
+            Assert.Matches("^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\n$", notify.Receive());
+            Assert.Equal("READY=1\n", notify.Receive());
+            server.Signal(Native.SIGTERM);
+            Assert.Equal("STOPPING=1\nSTATUS=stopping: draining 1 connections\n", notify.Receive());
+        }
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
+    }
+
+    [Fact]
+    public void The_watchdog_is_fed_every_half_WATCHDOG_USEC()
+    {
+        using var notify = new NotifySocket();
+        using ServerProcess server = ServerProcess.Start(Binaries.AotBinary, ["echo"], 1,
+            new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Address, ["WATCHDOG_USEC"] = "400000" });
+        Assert.StartsWith("READY=1\n", notify.Receive());
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal("WATCHDOG=1\n", notify.Receive());
+        }
+        // The first right after READY, then one every 200 ms: about 800 ms for the five, never much less.
+        Assert.InRange(started.ElapsedMilliseconds, 700, 5000);
+    }
+
+    /// <summary>A unix datagram socket bound by the test, standing in for systemd's NOTIFY_SOCKET.</summary>
+    private sealed class NotifySocket : IDisposable
+    {
+        private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        private readonly string? _file;
+
+        public NotifySocket(bool abstractName = false)
+        {
+            string name = $"tcpfork-notify-{Guid.NewGuid():N}";
+            if (abstractName)
+            {
+                _socket.Bind(new UnixDomainSocketEndPoint("\0" + name));
+                Address = "@" + name;
+            }
+            else
+            {
+                _file = System.IO.Path.Combine(System.IO.Path.GetTempPath(), name + ".sock");
+                _socket.Bind(new UnixDomainSocketEndPoint(_file));
+                Address = _file;
+            }
+            _socket.ReceiveTimeout = 20_000;
+        }
+
+        /// <summary>As NOTIFY_SOCKET gives it: a path, or @ and an abstract name.</summary>
+        public string Address { get; }
+
+        /// <summary>The next datagram (within 20 s, else the receive throws).</summary>
+        public string Receive()
+        {
+            byte[] buffer = new byte[4096];
+            int n = _socket.Receive(buffer);
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, n);
+        }
+
+        public void Dispose()
+        {
+            _socket.Dispose();
+            if (_file is not null)
+            {
+                File.Delete(_file);
+            }
+        }
     }
 }

@@ -23,11 +23,7 @@ internal static class SocketActivation
         string? pid = Environment.GetEnvironmentVariable("LISTEN_PID");
         string? count = Environment.GetEnvironmentVariable("LISTEN_FDS");
         string? names = Environment.GetEnvironmentVariable("LISTEN_FDNAMES");
-        foreach (string name in s_variables)
-        {
-            Environment.SetEnvironmentVariable(name, null);
-            Interop.UnsetEnv(name);
-        }
+        InheritedVariables.Remove(s_variables);
         if (pid is null || count is null
             || !int.TryParse(pid, NumberStyles.None, CultureInfo.InvariantCulture, out int forPid) || forPid != Interop.GetPid())
         {
