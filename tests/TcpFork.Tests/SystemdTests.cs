@@ -14,7 +14,7 @@ public class SystemdTests
     public static TheoryData<Flavor> AotFlavors() => new(Flavor.AotFork, Flavor.AotSpawn);
 
     /// <summary>A port free a moment ago: bound to port 0 and closed.</summary>
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -28,7 +28,9 @@ public class SystemdTests
     private static ServerProcess Activated(string listen, string[] command, Func<Socket> first, out Socket client, IDictionary<string, string>? env = null)
     {
         Assert.True(File.Exists(SocketActivate), $"{SocketActivate} is missing: install the systemd package (.ci/run does)");
-        ServerProcess server = ServerProcess.Start(SocketActivate, ["-l", listen, "--fdname", "web", "--", .. command], listeners: 0, env);
+        ServerProcess server = ServerProcess.Start(SocketActivate,
+            // It passes its program a few variables of its own only, and those named by -E.
+            ["-l", listen, "--fdname", "web", .. (env?.Keys ?? []).SelectMany(k => new[] { "-E", k }), "--", .. command], listeners: 0, env);
         try
         {
             server.WaitForLog("^Listening on .* as 3\\.$");
@@ -42,7 +44,7 @@ public class SystemdTests
         return server;
     }
 
-    private static ServerProcess ActivatedTcp(int port, string[] command, out Socket client, IDictionary<string, string>? env = null)
+    internal static ServerProcess ActivatedTcp(int port, string[] command, out Socket client, IDictionary<string, string>? env = null)
     {
         ServerProcess server = Activated($"127.0.0.1:{port}", command, () => EchoClient.Connect(port), out client, env);
         server.Ports.Add(port);
@@ -171,7 +173,7 @@ public class SystemdTests
     }
 
     /// <summary>A unix datagram socket bound by the test, standing in for systemd's NOTIFY_SOCKET.</summary>
-    private sealed class NotifySocket : IDisposable
+    internal sealed class NotifySocket : IDisposable
     {
         private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         private readonly string? _file;
