@@ -167,11 +167,23 @@ public sealed class TcpForkServer
             // After the re-exec above, so the line is written once.
             log.ServingInSpawnMode(string.Join(", ", extraThreads));
         }
-        IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
+        // After the signal mask's re-exec above, which keeps the passed descriptors and the variables.
+        (int Fd, string Name)[] activated = _options.SocketActivation ? SocketActivation.Take() : [];
+        if (activated.Length > 0 && _options.Listen.Count > 0)
+        {
+            throw new ArgumentException(
+                $"TcpForkServerOptions.Listen cannot be combined with socket activation: the service manager passed {activated.Length} socket(s) (LISTEN_FDS); listen on them alone, or move the addresses into the .socket unit");
+        }
+        ServiceNotifier? notifier = _options.NotifyServiceManager ? ServiceNotifier.FromEnvironment(_options.MaxConnections, memory) : null;
+        IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 || activated.Length > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
         SockAddr[] resolved = addresses.SelectMany(a => a.Resolve()).ToArray();
         var listeners = new List<Listener>();
         try
         {
+            foreach ((int fd, string name) in activated)
+            {
+                listeners.Add(Listener.Adopt(fd, name, _options));
+            }
             foreach (SockAddr a in resolved)
             {
                 listeners.Add(Listener.Open(a, _options));
@@ -186,7 +198,7 @@ public sealed class TcpForkServer
         ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log, image);
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier);
         ParentMemory.Settle();
         if (forks)
         {
@@ -242,7 +254,7 @@ public sealed class TcpForkServer
                     l.Address.IsUnix ? $"Listening for connections on {l.Address}\n" : $"Listening for connections on port {l.Address.Port}\n"));
             }
         }
-        log.Start(Interop.GetPid(), launcher.Action, string.Join(' ', listeners.Select(l => l.Address.ToString())), _options.MaxConnections, _options.Backlog);
+        log.Start(Interop.GetPid(), launcher.Action, string.Join(' ', listeners.Select(l => l.Inherited ? $"systemd:{l.ActivationName}={l.Address}" : l.Address.ToString())), _options.MaxConnections, _options.Backlog);
         log.Flush();
     }
 }

@@ -18,6 +18,30 @@ public sealed class TcpForkServerOptions
     /// <summary>Where to listen. Defaults to <c>127.0.0.1:0</c> (an ephemeral port) when empty.</summary>
     public IList<ListenAddress> Listen { get; } = new List<ListenAddress>();
 
+    /// <summary>
+    /// Whether to serve the listening sockets a service manager passes (systemd socket activation:
+    /// <c>LISTEN_PID</c> names this process, <c>LISTEN_FDS</c> sockets from descriptor 3, named by
+    /// <c>LISTEN_FDNAMES</c>). They are made close-on-exec and non-blocking, get the keepalive settings,
+    /// and the three variables are removed from the environment before any child runs. They cannot be
+    /// combined with <see cref="Listen"/> (an <see cref="ArgumentException"/> from Run). At a stop no
+    /// SYN-dropping filter is attached to them — the service manager keeps them for the next instance —
+    /// and a unix socket's file is left to it. Without the variables (or with another process's
+    /// <c>LISTEN_PID</c>) nothing changes. Defaults to true.
+    /// </summary>
+    public bool SocketActivation { get; set; } = true;
+
+    /// <summary>
+    /// Whether to tell a service manager how the server is doing (systemd's sd_notify protocol, for
+    /// <c>Type=notify</c> or <c>Type=notify-reload</c>), when <c>NOTIFY_SOCKET</c> names a unix datagram
+    /// socket (a path, or an abstract name with a leading <c>@</c>): <c>READY=1</c> once serving,
+    /// <c>STATUS=active N/LIMIT connections</c> when that changes (at most once a second),
+    /// <c>RELOADING=1</c> then <c>READY=1</c> around a SIGHUP reload, <c>STOPPING=1</c> at the first stop
+    /// signal, and <c>WATCHDOG=1</c> every half <c>WATCHDOG_USEC</c> when that is set (for this process,
+    /// if <c>WATCHDOG_PID</c> is). <c>NOTIFY_SOCKET</c>, <c>WATCHDOG_USEC</c> and <c>WATCHDOG_PID</c> are
+    /// removed from the environment before any child runs. Defaults to true.
+    /// </summary>
+    public bool NotifyServiceManager { get; set; } = true;
+
     /// <summary>How children are created. Defaults to <see cref="ProcessMode.Auto"/>.</summary>
     public ProcessMode Mode { get; set; } = ProcessMode.Auto;
 

@@ -35,7 +35,7 @@ public class ChildLifecycleTests
         await AssertTheChildHoldsOnlyItsConnection(server, Flavor.AotFork);
     }
 
-    private static async Task AssertTheChildHoldsOnlyItsConnection(ServerProcess server, Flavor flavor)
+    internal static async Task AssertTheChildHoldsOnlyItsConnection(ServerProcess server, Flavor flavor)
     {
         using Socket s = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(s, "x"u8.ToArray());

@@ -6,6 +6,22 @@ internal static unsafe partial class Interop
 {
     internal const int O_CLOEXEC = 0x80000;
 
+    private const int F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, FD_CLOEXEC = 1;
+
+    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int command, int argument);
+
+    /// <summary>
+    /// Sets FD_CLOEXEC and O_NONBLOCK on an inherited descriptor (a socket passed by the service
+    /// manager); -1 with errno set on failure.
+    /// </summary>
+    internal static int SetCloseOnExecNonBlocking(int fd)
+    {
+        int fdFlags = Fcntl(fd, F_GETFD, 0);
+        int statusFlags = fdFlags < 0 ? -1 : Fcntl(fd, F_GETFL, 0);
+        return statusFlags < 0 || Fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC) < 0 || Fcntl(fd, F_SETFL, statusFlags | O_NONBLOCK) < 0 ? -1 : 0;
+    }
+
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);
 

@@ -10,6 +10,9 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "prctl", SetLastError = true)]
     internal static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
+    [LibraryImport(Libc, EntryPoint = "unsetenv", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static partial int UnsetEnv(string name);
+
     [LibraryImport(Libc, EntryPoint = "getppid")]
     internal static partial int GetPPid();
 }

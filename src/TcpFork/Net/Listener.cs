@@ -3,13 +3,23 @@ namespace TcpFork;
 /// <summary>A bound, listening, non-blocking socket.</summary>
 internal sealed unsafe class Listener : IDisposable
 {
-    private Listener(SafeFd fd, SockAddr address, string? unixPath, StatX created)
+    private Listener(SafeFd fd, SockAddr address, string? unixPath, StatX created, string? activationName = null)
     {
         Fd = fd;
         Address = address;
         _unixPath = unixPath;
         _created = created;
+        ActivationName = activationName;
     }
+
+    /// <summary>
+    /// For a socket passed by the service manager (socket activation): its name from LISTEN_FDNAMES.
+    /// Null for a socket this process opened.
+    /// </summary>
+    public string? ActivationName { get; }
+
+    /// <summary>True for a socket passed by the service manager, which owns it and may hand it to the next instance.</summary>
+    public bool Inherited => ActivationName is not null;
 
     /// <summary>The socket file this listener created, until it removes it; and which file that was.</summary>
     private string? _unixPath;
@@ -52,16 +62,9 @@ internal sealed unsafe class Listener : IDisposable
                 // [::]:p and 0.0.0.0:p can then be listened on side by side, as with tcpserver.
                 Interop.SetSockOpt(fd, Interop.IPPROTO_IPV6, Interop.IPV6_V6ONLY, &one, sizeof(int));
             }
-            if (!address.IsUnix && options.KeepAlive)
+            if (!address.IsUnix && !SetKeepAlive(fd, options))
             {
-                int idle = (int)options.KeepAliveIdle.TotalSeconds, interval = (int)options.KeepAliveInterval.TotalSeconds, count = options.KeepAliveCount;
-                if (Interop.SetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_KEEPALIVE, &one, sizeof(int)) < 0
-                    || Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPIDLE, &idle, sizeof(int)) < 0
-                    || Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPINTVL, &interval, sizeof(int)) < 0
-                    || Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPCNT, &count, sizeof(int)) < 0)
-                {
-                    throw new BindException(address, Interop.Error("setsockopt keepalive"));
-                }
+                throw new BindException(address, Interop.Error("setsockopt keepalive"));
             }
             SockAddr a = address;
             if (Interop.Bind(fd, &a, a.Length) < 0)
@@ -89,6 +92,59 @@ internal sealed unsafe class Listener : IDisposable
             handle.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Takes over a listening socket passed by the service manager at <paramref name="fd"/> (socket
+    /// activation): checks it is a listening stream socket, makes it close-on-exec and non-blocking, and
+    /// gives a TCP one <paramref name="options"/>' keepalive as <see cref="Open"/> does. Its file (a unix
+    /// socket's) belongs to the service manager and is never removed.
+    /// </summary>
+    public static Listener Adopt(int fd, string name, TcpForkServerOptions options)
+    {
+        var handle = new SafeFd(fd);
+        try
+        {
+            SockAddr bound = default;
+            int len = SockAddr.Capacity;
+            int type = 0, listening = 0, size = sizeof(int);
+            if (Interop.GetSockName(fd, &bound, &len) < 0
+                || Interop.GetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_TYPE, &type, &size) < 0
+                || Interop.GetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_ACCEPTCONN, &listening, &size) < 0)
+            {
+                throw new ArgumentException($"socket activation: descriptor {fd} ('{name}') is not a socket: {Interop.Error("getsockname").Message}");
+            }
+            bound.Length = len;
+            if (type != Interop.SOCK_STREAM || listening == 0 || bound.Family is not (Interop.AF_INET or Interop.AF_INET6 or Interop.AF_UNIX))
+            {
+                throw new ArgumentException($"socket activation: descriptor {fd} ('{name}', {bound}) is not a listening TCP or unix stream socket (in the .socket unit: ListenStream= and Accept=no)");
+            }
+            Interop.Check(Interop.SetCloseOnExecNonBlocking(fd), "fcntl");
+            if (!bound.IsUnix && !SetKeepAlive(fd, options))
+            {
+                throw new BindException(bound, Interop.Error("setsockopt keepalive"));
+            }
+            return new Listener(handle, bound, null, default, name);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>With keepalive on, SO_KEEPALIVE and the TCP_KEEP* timings; false with errno set on failure.</summary>
+    private static bool SetKeepAlive(int fd, TcpForkServerOptions options)
+    {
+        if (!options.KeepAlive)
+        {
+            return true;
+        }
+        int one = 1, idle = (int)options.KeepAliveIdle.TotalSeconds, interval = (int)options.KeepAliveInterval.TotalSeconds, count = options.KeepAliveCount;
+        return Interop.SetSockOpt(fd, Interop.SOL_SOCKET, Interop.SO_KEEPALIVE, &one, sizeof(int)) == 0
+            && Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPIDLE, &idle, sizeof(int)) == 0
+            && Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPINTVL, &interval, sizeof(int)) == 0
+            && Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPCNT, &count, sizeof(int)) == 0;
     }
 
     /// <summary>

@@ -91,9 +91,11 @@ internal sealed unsafe class Acceptor(Listener[] listeners, Poller poller, Repea
     /// filter that drops new SYNs (their clients retry and then find the port closed: refused, not reset),
     /// so its queue stops growing and serving it ends under any load; returns how many connections to
     /// take at most (a unix listener, which takes no filter, gives at most one backlog's worth more).
+    /// A socket passed by the service manager gets no filter either: it outlives this process, and the
+    /// next instance must find it accepting.
     /// </summary>
     public int CloseTheDoor(int index, int backlog) =>
-        !listeners[index].Address.IsUnix && Interop.DropIncomingSyns(listeners[index].Fd.Fd) ? int.MaxValue : backlog;
+        !listeners[index].Address.IsUnix && !listeners[index].Inherited && Interop.DropIncomingSyns(listeners[index].Fd.Fd) ? int.MaxValue : backlog;
 
     /// <summary>Closes the listeners (a unix socket's file is removed, if still this process's).</summary>
     public void Dispose()

@@ -32,10 +32,13 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly Poller _poller;
     /// <summary>Connections accepted since start, in parent-only memory: it changes with every connection.</summary>
     private readonly long* _served;
+    /// <summary>systemd's NOTIFY_SOCKET, when there is one.</summary>
+    private readonly ServiceNotifier? _notifier;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
-        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory)
+        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null)
     {
+        _notifier = notifier;
         _served = memory.Allocate<long>(1);
         _launcher = launcher;
         _log = log;
@@ -58,6 +61,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     public int Run()
     {
         _acceptor.SetPolling(true);
+        _notifier?.Ready(_children.Count, Environment.TickCount64);
         while (_drain.Phase != StopPhase.Done)
         {
             WaitAndDispatch();
@@ -95,6 +99,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 ReapChildren();
                 break;
             case Interop.SIGTERM or Interop.SIGINT when _drain.Phase == StopPhase.Serving:
+                _notifier?.Stopping(_children.Count);
                 StopListening();
                 _drain.Begin(signal, Environment.TickCount64);
                 break;
@@ -102,10 +107,12 @@ internal sealed unsafe class ParentLoop : IDisposable
                 _drain.Again(signal, Environment.TickCount64);
                 break;
             case Interop.SIGHUP:
+                _notifier?.Reloading();
                 if (_reloadRules is not null)
                 {
                     _policy.Reload(_reloadRules, _log);
                 }
+                _notifier?.Reloaded();
                 _log.Stats(*_served, _children.Count, GC.GetAllocatedBytesForCurrentThread(), GC.CollectionCount(0), _policy.Peers.Evicted, _policy.Peers.Refused);
                 break;
         }
@@ -259,6 +266,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _timeouts.Check(now);
         _drain.Tick(now);
         ResumeIfPossible(now);
+        _notifier?.Tick(_children.Count, now);
     }
 
     private void ResumeIfPossible(long now)
@@ -273,7 +281,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private int NextTimeout()
     {
         long now = Environment.TickCount64;
-        long next = Math.Min(_drain.Deadline, _timeouts.NextCheck);
+        long next = Math.Min(Math.Min(_drain.Deadline, _timeouts.NextCheck), _notifier?.NextDeadline(_children.Count) ?? Drain.NoDeadline);
         if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !_children.IsFull)
         {
             next = Math.Min(next, _acceptor.ResumeAt);
@@ -286,6 +294,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _acceptor.Dispose();
         _poller.Dispose();
         _launcher.Dispose();
+        _notifier?.Dispose();
         SignalMask.DiscardPending();
     }
 }
