@@ -142,7 +142,9 @@ public class ChildLifecycleTests
 
         Assert.Equal("A"u8.ToArray(), await EchoClient.ExchangeAsync(a, "A"u8.ToArray()));
         Assert.Equal("c"u8.ToArray(), await third.WaitAsync(TimeSpan.FromSeconds(20)));
-        // c's child was made only after a's child had ended, and the limit was never passed.
+        // c's child was made only after a's child had ended, and the limit was never passed. (The parent
+        // writes its lines at the end of its loop turn, so c's may come after c's echo: wait for it.)
+        server.WaitForLog($@"^tcpfork: pid \d+ from 127\.0\.0\.1:{portC}$");
         string[] log = server.StderrLines;
         int endA = Array.FindIndex(log, l => l.StartsWith($"tcpfork: end {childA} ", StringComparison.Ordinal));
         int startC = Array.FindIndex(log, l => Regex.IsMatch(l, $@"^tcpfork: pid \d+ from 127\.0\.0\.1:{portC}$"));

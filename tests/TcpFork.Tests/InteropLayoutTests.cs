@@ -56,7 +56,7 @@ public partial class InteropLayoutTests
             ("SFD_NONBLOCK", Interop.SFD_NONBLOCK), ("SFD_CLOEXEC", Interop.SFD_CLOEXEC),
             ("AF_UNIX", Interop.AF_UNIX), ("AF_INET", Interop.AF_INET), ("AF_INET6", Interop.AF_INET6),
             ("SOCK_STREAM", Interop.SOCK_STREAM), ("SOCK_NONBLOCK", Interop.SOCK_NONBLOCK), ("SOCK_CLOEXEC", Interop.SOCK_CLOEXEC),
-            ("SOL_SOCKET", Interop.SOL_SOCKET), ("SO_REUSEADDR", Interop.SO_REUSEADDR), ("SO_REUSEPORT", Interop.SO_REUSEPORT), ("SO_KEEPALIVE", Interop.SO_KEEPALIVE),
+            ("SOL_SOCKET", Interop.SOL_SOCKET), ("SO_REUSEADDR", Interop.SO_REUSEADDR), ("SO_REUSEPORT", Interop.SO_REUSEPORT), ("SO_TYPE", Interop.SO_TYPE), ("SO_ACCEPTCONN", Interop.SO_ACCEPTCONN), ("SO_KEEPALIVE", Interop.SO_KEEPALIVE),
             ("SO_ATTACH_FILTER", Interop.SO_ATTACH_FILTER), ("SO_RCVTIMEO", BenchInterop.SO_RCVTIMEO), ("SO_SNDTIMEO", BenchInterop.SO_SNDTIMEO),
             ("IPPROTO_IPV6", Interop.IPPROTO_IPV6), ("IPV6_V6ONLY", Interop.IPV6_V6ONLY), ("IPPROTO_TCP", Interop.IPPROTO_TCP),
             ("TCP_INFO", Interop.TCP_INFO), ("TCP_KEEPIDLE", Interop.TCP_KEEPIDLE), ("TCP_KEEPINTVL", Interop.TCP_KEEPINTVL),
