@@ -24,8 +24,8 @@ public partial class LogFormatTests
     /// <summary>The formats as docs/logging.md writes them: <c>`tcpfork: …`</c> at the start of a table row (markdown's <c>\|</c> unescaped).</summary>
     private static HashSet<string> DocumentedFormats()
     {
-        string doc = File.ReadAllText(Path.Combine(Binaries.RepoRoot, "docs", "logging.md"));
-        return [.. DocRow().Matches(doc).Select(m => m.Groups[1].Value.Replace("\\|", "|", StringComparison.Ordinal))];
+        string page = File.ReadAllText(Path.Combine(Binaries.RepoRoot, "docs", "logging.md"));
+        return [.. DocRow().Matches(page).Select(m => m.Groups[1].Value.Replace("\\|", "|", StringComparison.Ordinal))];
     }
 
     [Fact]
@@ -49,9 +49,9 @@ public partial class LogFormatTests
             using (SafeFileHandle file = File.OpenHandle(path, FileMode.Truncate, FileAccess.Write))
             {
                 var log = new ServerLog(LogLevel.Verbose, (int)file.DangerousGetHandle());
-                foreach ((MethodInfo method, string[] formats) in Events())
+                foreach ((MethodInfo method, string[] formats, object[] args) in Calls())
                 {
-                    method.Invoke(log, [.. method.GetParameters().Select(p => Sample(p.ParameterType))]);
+                    method.Invoke(log, args);
                     log.Flush();
                     written.Add((method.Name, formats));
                 }
@@ -106,25 +106,25 @@ public partial class LogFormatTests
         string textPath = Path.GetTempFileName(), jsonPath = Path.GetTempFileName();
         try
         {
-            var events = Events().ToList();
+            var calls = Calls();
             using (SafeFileHandle text = File.OpenHandle(textPath, FileMode.Truncate, FileAccess.Write))
             using (SafeFileHandle json = File.OpenHandle(jsonPath, FileMode.Truncate, FileAccess.Write))
             {
                 var textLog = new ServerLog(LogLevel.Verbose, (int)text.DangerousGetHandle());
                 var jsonLog = new ServerLog(LogLevel.Verbose, (int)json.DangerousGetHandle(), LogFormat.Json);
-                foreach ((MethodInfo method, _) in events)
+                foreach ((MethodInfo method, _, object[] args) in calls)
                 {
                     foreach (ServerLog log in new[] { textLog, jsonLog })
                     {
-                        method.Invoke(log, [.. method.GetParameters().Select(p => Sample(p.ParameterType))]);
+                        method.Invoke(log, args);
                         log.Flush();
                     }
                 }
             }
             string[] textLines = File.ReadAllLines(textPath), jsonLines = File.ReadAllLines(jsonPath);
-            Assert.Equal(events.Count, textLines.Length);
-            Assert.Equal(events.Count, jsonLines.Length);
-            return [.. events.Select((e, i) => (e.Method.Name, e.Formats, textLines[i], jsonLines[i]))];
+            Assert.Equal(calls.Count, textLines.Length);
+            Assert.Equal(calls.Count, jsonLines.Length);
+            return [.. calls.Select((c, i) => (c.Method.Name, c.Formats, textLines[i], jsonLines[i]))];
         }
         finally
         {
@@ -137,8 +137,11 @@ public partial class LogFormatTests
     public void Every_event_in_json_is_one_object_with_ts_event_and_the_text_lines_fields_typed()
     {
         Dictionary<string, string> documented = DocumentedEvents();
+        string page = File.ReadAllText(Path.Combine(Binaries.RepoRoot, "docs", "logging.md"));
+        var seen = new HashSet<string>();
         foreach ((string method, string[] formats, string text, string json) in BothForms())
         {
+            bool primary = seen.Add(method); // the sample call; the others take each parameter's other values
             using JsonDocument doc = JsonDocument.Parse(json);
             JsonProperty[] properties = [.. doc.RootElement.EnumerateObject()];
             Assert.True(properties.Length >= 2 && properties[0].Name == "ts" && properties[1].Name == "event", $"{method}: {json} does not start with ts and event");
@@ -159,12 +162,23 @@ public partial class LogFormatTests
                 rest = rest.Remove(at, value.Length);
             }
             string format = formats.Single(f => Pattern(f).IsMatch(text));
-            Assert.True(LiteralsPattern(format).IsMatch(rest),
+            // (For a repeated warning's other kinds, the words before "; repeated" are the event's, not fields.)
+            Assert.True((!primary && format.StartsWith("warning: WHAT", StringComparison.Ordinal)) || LiteralsPattern(format).IsMatch(rest),
                 $"{method}: '{text}' without its JSON fields is '{rest}': a part of the text line is not a field of {json}");
 
             // docs/logging.md names the event and its fields beside the format.
+            // (A format written under several event names, the repeated warnings', has its row for the sample
+            // call; the doc's text names the others.)
             string names = string.Join(", ", properties[2..].Select(p => p.Name));
-            Assert.Equal(documented[ServerLog.Prefix + format], $"{properties[1].Value.GetString()}: {names}".TrimEnd(':', ' '));
+            string eventName = properties[1].Value.GetString()!;
+            if (primary || documented[ServerLog.Prefix + format].StartsWith(eventName + ":", StringComparison.Ordinal))
+            {
+                Assert.Equal(documented[ServerLog.Prefix + format], $"{eventName}: {names}".TrimEnd(':', ' '));
+            }
+            else
+            {
+                Assert.True(page.Contains($"`{eventName}`", StringComparison.Ordinal), $"{method}: docs/logging.md does not name the event `{eventName}` ({json})");
+            }
         }
     }
 
@@ -248,6 +262,46 @@ public partial class LogFormatTests
     private static Dictionary<string, string> DocumentedEvents() =>
         DocEventRow().Matches(File.ReadAllText(Path.Combine(Binaries.RepoRoot, "docs", "logging.md")))
             .ToDictionary(m => m.Groups[1].Value.Replace("\\|", "|", StringComparison.Ordinal), m => (m.Groups[2].Value + ": " + m.Groups[3].Value).TrimEnd(':', ' '));
+
+    /// <summary>
+    /// Every event method called with the sample values, and again with each other value a parameter can
+    /// take that changes the line (a wait status that is an exit, not a signal; each repeated-warning kind
+    /// and ending; each refusal; both sides of a flag), so every branch of every format is written.
+    /// </summary>
+    private static List<(MethodInfo Method, string[] Formats, object[] Args)> Calls()
+    {
+        var calls = new List<(MethodInfo, string[], object[])>();
+        foreach ((MethodInfo method, string[] formats) in Events())
+        {
+            ParameterInfo[] parameters = method.GetParameters();
+            object[] sample = [.. parameters.Select(p => Sample(p.ParameterType))];
+            calls.Add((method, formats, sample));
+            for (int i = 0; i < parameters.Length; i++)
+            {
+                foreach (object other in Alternatives(parameters[i]))
+                {
+                    object[] args = (object[])sample.Clone();
+                    args[i] = other;
+                    calls.Add((method, formats, args));
+                }
+            }
+        }
+        return calls;
+    }
+
+    private static IEnumerable<object> Alternatives(ParameterInfo p)
+    {
+        Type t = p.ParameterType.IsByRef ? p.ParameterType.GetElementType()! : p.ParameterType;
+        return t switch
+        {
+            _ when t == typeof(int) && p.Name == "waitStatus" => [3 << 8], // exited 3 (the sample, 7, is SIGBUS)
+            _ when t == typeof(bool) => [false],
+            _ when t == typeof(Repeat) => Enum.GetValues<Repeat>().Where(r => r != Repeat.LaunchFailed).Cast<object>(),
+            _ when t == typeof(RepeatEnd) => Enum.GetValues<RepeatEnd>().Where(r => r != RepeatEnd.Cleared).Cast<object>(),
+            _ when t == typeof(Verdict) => Enum.GetValues<Verdict>().Where(v => v is not (Verdict.Allow or Verdict.DenyRate)).Cast<object>(),
+            _ => [],
+        };
+    }
 
     private static object Sample(Type type)
     {
