@@ -119,9 +119,9 @@ public sealed class ChildLimits
             {
                 throw new ArgumentOutOfRangeException("Limits." + name, v, "a limit must be at least 1");
             }
-            if (resource == Interop.RLIMIT_NOFILE && value > NrOpen())
+            if (resource == Interop.RLIMIT_NOFILE && NrOpen() is long most && value > most)
             {
-                throw new ArgumentOutOfRangeException("Limits." + name, v, $"{value} is above the kernel's fs.nr_open ({NrOpen()}), the most any process may open");
+                throw new ArgumentOutOfRangeException("Limits." + name, v, $"{value} is above the kernel's fs.nr_open ({most}), the most any process may open");
             }
             Interop.RLimit current;
             // AddressSpace is the GC heap's limit for a C# handler, not RLIMIT_AS itself, so not checked here.
@@ -137,9 +137,7 @@ public sealed class ChildLimits
     private static bool HasCapSysResource()
     {
         const int CapSysResource = 24;
-        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
-        return line is not null && ulong.TryParse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out ulong caps)
-            && (caps & (1UL << CapSysResource)) != 0;
+        return ((ProcStatus.HexField("/proc/self/status", "CapEff") ?? 0) & (1UL << CapSysResource)) != 0;
     }
 
     private static long NrOpen() =>

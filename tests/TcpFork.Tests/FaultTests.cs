@@ -59,6 +59,19 @@ public class FaultTests
         Assert.Single(server.StderrLines, l => l.Contains("could not start", StringComparison.Ordinal));
     }
 
+    /// <summary>Returns once process <paramref name="pid"/> has gone to sleep and woken <paramref name="wakes"/> more times (its voluntary context switches).</summary>
+    private static async Task WaitForWakesAsync(int pid, int wakes, TimeSpan limit)
+    {
+        long Switches() => long.Parse(Native.StatusField(pid, "voluntary_ctxt_switches"), System.Globalization.CultureInfo.InvariantCulture);
+        long target = Switches() + wakes;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (Switches() < target)
+        {
+            Assert.True(clock.Elapsed < limit, $"the parent woke fewer than {wakes} times in {limit.TotalSeconds} s");
+            await Task.Delay(10); // between reads of the count, not deciding anything
+        }
+    }
+
     /// <summary>Sends <paramref name="data"/> and asserts the connection ends without it echoed (closed, or reset).</summary>
     private static async Task AssertClosedUnservedAsync(int port, byte[] data)
     {
@@ -107,8 +120,9 @@ public class FaultTests
         {
             using Socket s = EchoClient.Connect(server.Port);
             server.WaitForLog(@"^tcpfork: warning: accept: Too many open files; pausing 100 ms$");
-            // The condition lasting: about 15 more failed accepts at one per 100 ms back-off.
-            await Task.Delay(1500);
+            // The condition lasting: the parent wakes from each 100 ms back-off to a failing accept; 15 such
+            // wakes (its voluntary context switches: it sleeps only in epoll_wait) are ~15 more failures.
+            await WaitForWakesAsync(server.Pid, 15, TimeSpan.FromSeconds(20));
             SetFileLimit(server.Pid, old);
             Assert.Equal("served later"u8.ToArray(), await EchoClient.ExchangeAsync(s, "served later"u8.ToArray()));
             string summary = server.WaitForLog(@"^tcpfork: warning: accept: Too many open files; repeated \d+ times in the last [\d.]+ s; cleared$");

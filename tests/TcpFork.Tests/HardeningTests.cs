@@ -201,17 +201,24 @@ public partial class HardeningTests
         Assert.Equal(0, resets);
     }
 
-    [Fact]
-    public async Task A_second_SIGTERM_says_it_was_a_second_signal_not_a_drain_timeout()
+    /// <summary>Holds one connection, then sends two SIGTERMs and waits for the drain and the termination they start.</summary>
+    private static async Task<Socket> TwoStopSignalsWithOneConnectionHeld(ServerProcess server)
     {
-        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--drain-timeout", "60");
-        using Socket held = EchoClient.Connect(server.Port);
+        Socket held = EchoClient.Connect(server.Port);
         await EchoClient.RoundTripAsync(held, "x"u8.ToArray());
         server.WaitForLog(@"^tcpfork: status: 1/");
         server.Signal(Native.SIGTERM);
         server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
         server.Signal(Native.SIGTERM);
         server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children, SIGKILL to any left in 2 s$");
+        return held;
+    }
+
+    [Fact]
+    public async Task A_second_SIGTERM_says_it_was_a_second_signal_not_a_drain_timeout()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--drain-timeout", "60");
+        using Socket held = await TwoStopSignalsWithOneConnectionHeld(server);
         Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
         Assert.DoesNotContain(server.StderrLines, l => l.Contains("drain timeout", StringComparison.Ordinal));
     }
@@ -220,13 +227,7 @@ public partial class HardeningTests
     public async Task A_third_SIGTERM_says_that_the_SIGKILL_is_already_on_its_way()
     {
         using ServerProcess server = ServerProcess.StartExec(Flavor.AotFork, ["--drain-timeout", "60"], "sh", "-c", "trap '' TERM; cat");
-        using Socket held = EchoClient.Connect(server.Port);
-        await EchoClient.RoundTripAsync(held, "x"u8.ToArray());
-        server.WaitForLog(@"^tcpfork: status: 1/");
-        server.Signal(Native.SIGTERM);
-        server.WaitForLog(@"^tcpfork: stop: SIGTERM; draining 1 connections");
-        server.Signal(Native.SIGTERM);
-        server.WaitForLog(@"^tcpfork: stop: second stop signal; sent SIGTERM to 1 children, SIGKILL to any left in 2 s$");
+        using Socket held = await TwoStopSignalsWithOneConnectionHeld(server);
         server.Signal(Native.SIGTERM);
         server.WaitForLog(@"^tcpfork: stop: SIGTERM again; already terminating 1 children, SIGKILL to any left in [0-2](\.\d)? s$");
         server.WaitForLog(@"^tcpfork: stop: grace period over; sent SIGKILL to 1 children$");

@@ -255,7 +255,8 @@ public class PolicyTests
         while (!silentEnd.IsCompleted && DateTime.UtcNow - started < TimeSpan.FromSeconds(10))
         {
             await EchoClient.RoundTripAsync(busy, "b"u8.ToArray());
-            await Task.Delay(100); // pacing only: the loop ends on the silent client's EOF
+            // The busy client talks again after 0.1 s, unless the silent one's EOF comes first.
+            await Task.WhenAny(silentEnd, Task.Delay(100));
         }
         Assert.Empty(await silentEnd);
         server.WaitForLog(@"^tcpfork: timeout: \d+ idle \d+(\.\d)? s; sent SIGTERM$");

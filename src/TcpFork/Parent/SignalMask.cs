@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace TcpFork;
 
 /// <summary>
@@ -89,16 +87,10 @@ internal static unsafe class SignalMask
     {
         foreach (string task in Directory.GetDirectories("/proc/self/task"))
         {
-            ulong blocked = 0;
+            ulong blocked;
             try
             {
-                foreach (string line in File.ReadLines(Path.Combine(task, "status")))
-                {
-                    if (line.StartsWith("SigBlk:", StringComparison.Ordinal))
-                    {
-                        blocked = ulong.Parse(line.AsSpan(7).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-                    }
-                }
+                blocked = ProcStatus.HexField(Path.Combine(task, "status"), "SigBlk") ?? 0;
             }
             catch (IOException)
             {
