@@ -124,16 +124,25 @@ internal static unsafe partial class Interop
     }
 
     /// <summary>
-    /// Attaches a classic BPF filter that drops every packet: on a listener, new SYNs are dropped (the
-    /// client retries, and finds the port closed: refused, never reset), while the connections already
-    /// in its accept queue stay there to be accepted. TCP listeners only: a filter does not stop a unix
-    /// socket's connections.
+    /// Attaches a classic BPF filter that drops a listener's new SYNs (the client retries, and finds the
+    /// port closed: refused, never reset) and lets every segment with ACK set through: a handshake already
+    /// half done completes and joins the accept queue, to be served with what is there (a drop-all filter
+    /// also dropped those final ACKs, and such a client was reset when the listener closed). A socket
+    /// filter sees the TCP header at offset 0; the flags are byte 13. TCP listeners only: a filter does
+    /// not stop a unix socket's connections.
     /// </summary>
     internal static bool DropIncomingSyns(int listener)
     {
-        ulong returnZero = 0x06; // BPF_RET | BPF_K, k = 0: keep 0 bytes of the packet
-        var program = new SockFilterProgram { Length = 1, Instructions = &returnZero };
-        return SetSockOptFilter(listener, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(SockFilterProgram)) == 0;
+        ulong* program = stackalloc ulong[4];
+        program[0] = Filter(0x30, 0, 0, 13);            // ldb [13]: the TCP flags
+        program[1] = Filter(0x45, 0, 1, 0x10);          // jset #ACK: on to the next, else skip it
+        program[2] = Filter(0x06, 0, 0, uint.MaxValue); // ret: keep the whole segment
+        program[3] = Filter(0x06, 0, 0, 0);             // ret 0: drop it (a SYN)
+        var filter = new SockFilterProgram { Length = 4, Instructions = program };
+        return SetSockOptFilter(listener, SOL_SOCKET, SO_ATTACH_FILTER, &filter, sizeof(SockFilterProgram)) == 0;
+
+        // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; } as one little-endian 64-bit word (x86-64 and arm64).
+        static ulong Filter(ushort code, byte jt, byte jf, uint k) => code | ((ulong)jt << 16) | ((ulong)jf << 24) | ((ulong)k << 32);
     }
 
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
