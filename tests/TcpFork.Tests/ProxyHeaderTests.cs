@@ -334,6 +334,32 @@ public class ProxyHeaderTests
         Assert.Equal(1, needed);
     }
 
+    [Fact]
+    public void Parsing_allocates_nothing()
+    {
+        byte[][] inputs =
+        [
+            V1("PROXY TCP6 2001:db8::1 ::ffff:10.0.0.1 0 1\r\n"),
+            V1("PROXY TCP4 010.0.0.1 1.2.3.4 1 2\r\n"),
+            V2(Proxy, Tcp6, [.. Inet(IPAddress.IPv6Loopback, IPAddress.IPv6Loopback, 1, 2), .. Tlv(1, 5)]),
+            V2(Proxy, UnixStream, UnixBlock("/a", "/b")),
+        ];
+        foreach (byte[] input in inputs)
+        {
+            ProxyHeader.Parse(input, ProxyProtocolMode.Any, out _, out _, out _); // warm up
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            foreach (byte[] input in inputs)
+            {
+                ProxyHeader.Parse(input, ProxyProtocolMode.Any, out _, out _, out _);
+                ProxyHeader.Parse(input.AsSpan(0, input.Length / 2), ProxyProtocolMode.Any, out _, out _, out _);
+            }
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     // ---- split at every byte ----
 
     public static TheoryData<string> SplitCases() =>
