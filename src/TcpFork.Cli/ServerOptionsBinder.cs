@@ -111,6 +111,21 @@ internal sealed class ServerOptionsBinder
         Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
     };
 
+    private readonly Option<ProxyProtocol?> _proxyProtocol = OptionParsers.Choice<ProxyProtocol>("--proxy-protocol",
+        OptionParsers.WithDefault("Each connection starts with a PROXY protocol header (HAProxy's send-proxy: v1, send-proxy-v2: v2, either: any); its client is the one judged, logged and passed on. Never guessed.", OptionParsers.LowerName(s_defaults.ProxyProtocol)));
+
+    private readonly Option<string[]> _proxyFrom = new("--proxy-from")
+    {
+        Description = "With --proxy-protocol: only peers in this network (10.0.0.0/8, ::1) may send a header; others are closed unread and logged; repeatable. Default: any peer.",
+        HelpName = "CIDR",
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = r => CheckRules(r, "--proxy-from", allow: true),
+    };
+
+    private readonly Option<double?> _proxyTimeout = OptionParsers.Seconds("--proxy-timeout",
+        OptionParsers.WithDefault("With --proxy-protocol: seconds from accept for the whole header to arrive, else the connection is logged and closed.", s_defaults.ProxyTimeout.TotalSeconds), 0.001, 3600);
+
     private readonly bool _exec;
 
     /// <param name="exec">
@@ -143,7 +158,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_drainTimeout);
         command.Options.Add(_keepAlive);
         command.Options.Add(_reusePort);
-        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group, _dieWithParent })
+        foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group, _dieWithParent, _proxyProtocol, _proxyFrom, _proxyTimeout })
         {
             command.Options.Add(o);
         }
@@ -218,6 +233,12 @@ internal sealed class ServerOptionsBinder
         o.Group = r.GetValue(_group);
         o.DieWithParent = r.GetValue(_dieWithParent);
         o.ReusePort = r.GetValue(_reusePort);
+        o.ProxyProtocol = r.GetValue(_proxyProtocol) ?? o.ProxyProtocol;
+        foreach (string cidr in r.GetValue(_proxyFrom) ?? [])
+        {
+            o.ProxyFrom.Add(AccessRule.Create(allow: true, cidr));
+        }
+        o.ProxyTimeout = r.GetValue(_proxyTimeout) is double proxyTimeout ? TimeSpan.FromSeconds(proxyTimeout) : o.ProxyTimeout;
         return o;
     }
 
@@ -227,22 +248,25 @@ internal sealed class ServerOptionsBinder
         HelpName = "CIDR",
         Arity = ArgumentArity.OneOrMore,
         AllowMultipleArgumentsPerToken = false,
-        CustomParser = r =>
-        {
-            foreach (Token t in r.Tokens)
-            {
-                try
-                {
-                    AccessRule.Create(allow, t.Value);
-                }
-                catch (FormatException e)
-                {
-                    r.AddError($"{name} {e.Message}");
-                }
-            }
-            return r.Tokens.Select(t => t.Value).ToArray();
-        },
+        CustomParser = r => CheckRules(r, name, allow),
     };
+
+    /// <summary>The option's values, each checked as an <see cref="AccessRule"/> (an error per bad one).</summary>
+    private static string[] CheckRules(ArgumentResult r, string name, bool allow)
+    {
+        foreach (Token t in r.Tokens)
+        {
+            try
+            {
+                AccessRule.Create(allow, t.Value);
+            }
+            catch (FormatException e)
+            {
+                r.AddError($"{name} {e.Message}");
+            }
+        }
+        return r.Tokens.Select(t => t.Value).ToArray();
+    }
 
     private static T? Parse<T>(ArgumentResult r, Func<string, T> parse, string name)
         where T : class

@@ -9,6 +9,10 @@ public sealed unsafe class Connection
     private Socket? _socket;
     private NetworkStream? _stream;
 
+    /// <summary>The addresses of a PROXY protocol header (when <see cref="Accepted.Proxied"/>): the socket names the proxy.</summary>
+    private SockAddr _proxiedPeer, _proxiedLocal;
+    private bool _proxied;
+
     internal Connection(int fd, in Accepted accepted, ServerLog log)
     {
         Log = log;
@@ -24,6 +28,9 @@ public sealed unsafe class Connection
         Handle = fd;
         Number = accepted.Number;
         ConnectionsFromSameIP = accepted.FromSameIp;
+        _proxied = accepted.Proxied;
+        _proxiedPeer = accepted.Peer;
+        _proxiedLocal = accepted.Local;
         _socket = null;
         _stream = null;
     }
@@ -57,12 +64,19 @@ public sealed unsafe class Connection
     /// <summary>Writes one line to tcpfork's log on stderr, prefixed <c>tcpfork: PID: </c>.</summary>
     public void WriteLog(string message) => Log.HandlerMessage(ProcessId, message);
 
-    /// <summary>The kernel's addresses of this connection, for the UCSPI environment.</summary>
+    /// <summary>This connection's addresses, for the UCSPI environment: the kernel's, or a PROXY header's.</summary>
     internal Accepted Addresses
     {
         get
         {
             var a = new Accepted { Number = Number, FromSameIp = ConnectionsFromSameIP };
+            if (_proxied)
+            {
+                a.Peer = _proxiedPeer;
+                a.Local = _proxiedLocal;
+                a.Proxied = true;
+                return a;
+            }
             int len = SockAddr.Capacity;
             Interop.GetSockName(Handle, &a.Local, &len);
             a.Local.Length = len;

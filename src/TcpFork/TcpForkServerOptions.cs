@@ -148,6 +148,32 @@ public sealed class TcpForkServerOptions
     /// </summary>
     public TimeSpan? IdleTimeout { get; set; }
 
+    /// <summary>
+    /// Whether each connection starts with a PROXY protocol header from a proxy such as HAProxy
+    /// (<c>send-proxy</c>, <c>send-proxy-v2</c>), and which versions. The parent reads it before anything
+    /// else happens: the client it names becomes the connection's peer and its destination the local end
+    /// for the rules, <see cref="MaxPerIp"/>, <see cref="Rate"/>, <see cref="Verify"/>, the log lines,
+    /// <see cref="Connection.RemoteEndPoint"/> and exec's <c>TCPREMOTEIP</c>/<c>TCPLOCALIP</c>. A v2
+    /// <c>LOCAL</c> header (a health check) or an <c>UNKNOWN</c>/unspecified one keeps the socket's own
+    /// addresses. A connection whose header is malformed, too long, cut short or not complete within
+    /// <see cref="ProxyTimeout"/> is logged and closed. Never guessed: a header is required when on and
+    /// ignored (passed to the handler as data) when off. Defaults to <see cref="TcpFork.ProxyProtocol.Off"/>.
+    /// </summary>
+    public ProxyProtocol ProxyProtocol { get; set; }
+
+    /// <summary>
+    /// With <see cref="ProxyProtocol"/>: the proxies allowed to send a header, as rules (first match wins;
+    /// a peer no rule allows is closed at once, unread, and logged). Empty: every peer must send one.
+    /// Judged on the socket's own peer, before the header. Defaults to empty.
+    /// </summary>
+    public IList<AccessRule> ProxyFrom { get; } = new List<AccessRule>();
+
+    /// <summary>
+    /// With <see cref="ProxyProtocol"/>: how long a connection has, from accept, to deliver its whole header
+    /// before it is logged and closed. At least a millisecond. Defaults to 5 seconds.
+    /// </summary>
+    public TimeSpan ProxyTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>A child older than this is ended (SIGTERM, then SIGKILL). Defaults to null (never).</summary>
     public TimeSpan? MaxLifetime { get; set; }
 
@@ -205,6 +231,18 @@ public sealed class TcpForkServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(KeepAliveCount, 1, nameof(KeepAliveCount));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(KeepAliveCount, KeepAliveCountLimit, nameof(KeepAliveCount));
         Limits.Validate(childrenKeepCapabilities: User is null);
+        if (!Enum.IsDefined(ProxyProtocol))
+        {
+            throw new ArgumentOutOfRangeException(nameof(ProxyProtocol), ProxyProtocol, "unknown PROXY protocol setting");
+        }
+        if (ProxyTimeout < TimeSpan.FromMilliseconds(1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(ProxyTimeout), ProxyTimeout, "must be at least a millisecond");
+        }
+        if (ProxyFrom.Count > 0 && ProxyProtocol == ProxyProtocol.Off)
+        {
+            throw new ArgumentException("TcpForkServerOptions.ProxyFrom needs TcpForkServerOptions.ProxyProtocol: without it no header is read", nameof(ProxyFrom));
+        }
         if (!Enum.IsDefined(Mode))
         {
             throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown process mode");

@@ -10,7 +10,7 @@ namespace TcpFork;
 /// file and no command line of its own: a rules file edited or unreadable since, or a user the parent
 /// has switched to, changes nothing for it.
 /// </summary>
-internal static class ChildRole
+internal static unsafe class ChildRole
 {
     /// <summary>Every variable of the role starts with this, so one prefix removes them all.</summary>
     public const string Prefix = "TCPFORK_CHILD_";
@@ -18,6 +18,14 @@ internal static class ChildRole
     public const string ConnectionVariable = Prefix + "CONNECTION";
     public const string FromSameIpVariable = Prefix + "FROM_SAME_IP";
     public const string SettingsVariable = Prefix + "SETTINGS";
+
+    /// <summary>With the PROXY protocol on: the header's client and destination (see <see cref="WriteAddress"/>); the socket names the proxy.</summary>
+    public const string PeerVariable = Prefix + "PEER";
+    public const string LocalVariable = Prefix + "LOCAL";
+
+    /// <summary>Hex digits of <see cref="PeerVariable"/> and <see cref="LocalVariable"/>: a sockaddr_in6's 28 bytes (a sockaddr_in fits).</summary>
+    public const int AddressDigits = 2 * AddressBytes;
+    private const int AddressBytes = 28;
 
     /// <summary>The program of a server made with <see cref="TcpForkServer.ForProgram"/>: its argv, one variable each (see <see cref="EncodeProgram"/>).</summary>
     private const string ArgCountVariable = Prefix + "ARGC";
@@ -43,6 +51,8 @@ internal static class ChildRole
         $"{SettingsVariable}={EncodeSettings(options)}",
         $"{ConnectionVariable}={new string('0', NumberDigits)}",
         $"{FromSameIpVariable}={new string('0', NumberDigits)}",
+        .. options.ProxyProtocol == ProxyProtocol.Off ? Array.Empty<string>()
+            : [$"{PeerVariable}={new string('0', AddressDigits)}", $"{LocalVariable}={new string('0', AddressDigits)}"],
         .. program is null ? [] : EncodeProgram(program),
     ];
 
@@ -107,6 +117,7 @@ internal static class ChildRole
         }
         accepted.Number = Number(ConnectionVariable) ?? 0;
         accepted.FromSameIp = (int)(Number(FromSameIpVariable) ?? 1);
+        accepted.Proxied = ReadAddress(PeerVariable, ref accepted.Peer) && ReadAddress(LocalVariable, ref accepted.Local);
         settings = DecodeSettings(Environment.GetEnvironmentVariable(SettingsVariable));
         program = DecodeProgram();
         foreach (string name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(IsRoleVariable).ToList())
@@ -159,6 +170,39 @@ internal static class ChildRole
             program.Environment.Add(Environment.GetEnvironmentVariable(string.Create(CultureInfo.InvariantCulture, $"{EnvVariable}{i}")) ?? "");
         }
         return program;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="address"/> (an IPv4 or IPv6 one) as <see cref="AddressDigits"/> hex digits into a
+    /// spawn command's variable, in place, without allocating; all zeros (no family) when <paramref name="given"/> is false.
+    /// </summary>
+    public static void WriteAddress(byte* digits, in SockAddr address, bool given)
+    {
+        ReadOnlySpan<byte> raw = address.RawBytes;
+        for (int i = 0; i < AddressBytes; i++)
+        {
+            byte b = given ? raw[i] : (byte)0;
+            digits[2 * i] = (byte)"0123456789abcdef"[b >> 4];
+            digits[(2 * i) + 1] = (byte)"0123456789abcdef"[b & 15];
+        }
+    }
+
+    private static bool ReadAddress(string variable, ref SockAddr address)
+    {
+        string? text = Environment.GetEnvironmentVariable(variable);
+        if (text is null || text.Length != AddressDigits)
+        {
+            return false;
+        }
+        var value = new SockAddr();
+        Convert.FromHexString(text).CopyTo(value.Raw);
+        value.Length = value.Family switch { Interop.AF_INET => 16, Interop.AF_INET6 => AddressBytes, _ => 0 };
+        if (value.Length == 0)
+        {
+            return false;
+        }
+        address = value;
+        return true;
     }
 
     private static long? Number(string variable) =>

@@ -28,13 +28,16 @@ internal static unsafe class EpollEvent
 
     /// <summary>The data of event <paramref name="index"/> in an array filled by epoll_wait.</summary>
     public static ulong DataAt(byte* events, int index) => *(ulong*)(events + (index * s_layout.Size) + s_layout.DataOffset);
+
+    /// <summary>The event mask (EPOLLIN, EPOLLRDHUP…) of event <paramref name="index"/> in an array filled by epoll_wait.</summary>
+    public static uint EventsAt(byte* events, int index) => *(uint*)(events + (index * s_layout.Size));
 }
 
 internal static unsafe partial class Interop
 {
     internal const int EPOLL_CLOEXEC = 0x80000;
     internal const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
-    internal const uint EPOLLIN = 0x1;
+    internal const uint EPOLLIN = 0x1, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLRDHUP = 0x2000;
 
     [LibraryImport(Libc, EntryPoint = "epoll_create1", SetLastError = true)]
     internal static partial int EpollCreate1(int flags);

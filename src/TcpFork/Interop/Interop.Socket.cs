@@ -46,6 +46,19 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
     private static partial nint SendOnce(int fd, byte* buffer, nuint len, int flags);
 
+    internal const int MSG_PEEK = 0x2, SO_RCVLOWAT = 18;
+
+    [LibraryImport(Libc, EntryPoint = "recv", SetLastError = true)]
+    private static partial nint RecvOnce(int fd, byte* buffer, nuint len, int flags);
+
+    /// <summary>recv(2) with <paramref name="flags"/>, retried on EINTR.</summary>
+    internal static nint Recv(int fd, byte* buffer, nuint len, int flags)
+    {
+        nint r;
+        while (Retry(r = RecvOnce(fd, buffer, len, flags))) { }
+        return r;
+    }
+
     /// <summary>send(2) with MSG_NOSIGNAL, retried on EINTR.</summary>
     internal static nint Send(int fd, byte* buffer, nuint len)
     {

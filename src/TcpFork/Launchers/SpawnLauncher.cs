@@ -16,6 +16,8 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     private readonly SpawnAttributes _spawn = new();
     private readonly byte* _connectionNumber;
     private readonly byte* _fromSameIp;
+    /// <summary>With the PROXY protocol on: the header's addresses for the child (else null).</summary>
+    private readonly byte* _peer, _local;
 
     /// <summary>Spawns children in the role, given the parent's settings and its <paramref name="program"/> if it runs one.</summary>
     public SpawnLauncher(TcpForkServerOptions options, ExecProgram? program)
@@ -23,6 +25,11 @@ internal sealed unsafe class SpawnLauncher : ILauncher
         _command = NativeCommand.ThisProgram(remove: [SignalMask.ReexecVariable], add: ChildRole.Encode(options, program));
         _connectionNumber = _command.ValueOf(ChildRole.ConnectionVariable);
         _fromSameIp = _command.ValueOf(ChildRole.FromSameIpVariable);
+        if (options.ProxyProtocol != ProxyProtocol.Off)
+        {
+            _peer = _command.ValueOf(ChildRole.PeerVariable);
+            _local = _command.ValueOf(ChildRole.LocalVariable);
+        }
     }
 
     public string Action => "spawn";
@@ -39,6 +46,11 @@ internal sealed unsafe class SpawnLauncher : ILauncher
         var digits = new System.Buffers.StandardFormat('D', NumberDigits);
         Utf8Formatter.TryFormat(connection.Number, new Span<byte>(_connectionNumber, NumberDigits), out _, digits);
         Utf8Formatter.TryFormat(connection.FromSameIp, new Span<byte>(_fromSameIp, NumberDigits), out _, digits);
+        if (_peer != null)
+        {
+            ChildRole.WriteAddress(_peer, connection.Peer, connection.Proxied);
+            ChildRole.WriteAddress(_local, connection.Local, connection.Proxied);
+        }
 
         int pid;
         int rc = Interop.PosixSpawn(&pid, _command.Path, _spawn.Connection(fd, [ChildRole.InheritedFd]), _spawn.Attributes, _command.Argv, _command.Envp);

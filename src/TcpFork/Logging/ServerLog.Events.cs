@@ -92,6 +92,16 @@ internal sealed partial class ServerLog
         }
     }
 
+    /// <summary>A PROXY header named the client (the lines after it name that client, not the proxy).</summary>
+    [LineFormat("proxy: ADDR via ADDR")]
+    public void Proxied(in SockAddr client, in SockAddr proxy)
+    {
+        if (IsVerbose)
+        {
+            Write("proxy"u8, $"proxy: {client:peer} via {proxy:via}");
+        }
+    }
+
     [LineFormat("status: N/MAX")]
     public void Status(int count, int capacity)
     {
@@ -238,6 +248,11 @@ internal sealed partial class ServerLog
     [LineFormat("warning: unable to ACTION: REASON; closed connection from ADDR")]
     public void LaunchFailed(string action, Errno error, in SockAddr peer) =>
         Write("warning.launch"u8, $"warning: unable to {action:action}: {Interop.ErrorText(error):reason}; closed connection from {peer:peer}");
+
+    /// <summary>A connection closed without its PROXY header: not from a trusted proxy, or the header was bad, cut short or late.</summary>
+    [LineFormat("warning: proxy header from ADDR: REASON; closed")]
+    public void ProxyHeaderFailed(in SockAddr proxy, string reason) =>
+        Write("warning.proxy-header"u8, $"warning: proxy header from {proxy:peer}: {reason:reason}; closed");
 
     [LineFormat("warning: per-IP table: every slot of this client's bucket has open connections; refused ADDR (N so far)")]
     public void TableFull(in SockAddr peer, long refused) =>

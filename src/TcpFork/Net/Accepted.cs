@@ -11,4 +11,10 @@ internal struct Accepted
 
     /// <summary>Connections now open from the same IP, this one included (TCPCONNNUM).</summary>
     public int FromSameIp;
+
+    /// <summary>
+    /// True when <see cref="Peer"/> and <see cref="Local"/> come from a PROXY protocol header, not the
+    /// socket: a child must then use them rather than ask the socket (getpeername names the proxy).
+    /// </summary>
+    public bool Proxied;
 }

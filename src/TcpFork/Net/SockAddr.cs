@@ -90,6 +90,18 @@ internal unsafe struct SockAddr : IUtf8SpanFormattable, ISpanFormattable
     /// <summary>The whole buffer, for the kernel to fill or read.</summary>
     public Span<byte> Raw => MemoryMarshal.CreateSpan(ref _bytes[0], Capacity);
 
+    /// <summary>The buffer, read-only.</summary>
+    public readonly ReadOnlySpan<byte> RawBytes
+    {
+        get
+        {
+            fixed (byte* p = _bytes)
+            {
+                return new ReadOnlySpan<byte>(p, Capacity);
+            }
+        }
+    }
+
     /// <summary>The IP as text: <c>127.0.0.1</c>, <c>::1</c>; a unix socket's path.</summary>
     public readonly bool TryFormatIP(Span<byte> dest, out int written)
     {

@@ -1,8 +1,9 @@
 namespace TcpFork;
 
 /// <summary>
-/// With an idle timeout the parent keeps a copy of every connection (it reads TCP_INFO from it), so it
-/// needs one descriptor per connection on top of its own. Checked once at start, against RLIMIT_NOFILE:
+/// With an idle timeout the parent keeps a copy of every connection (it reads TCP_INFO from it), and with
+/// the PROXY protocol it holds each connection until its header is read (up to the connection limit with
+/// the children), so it needs one descriptor per connection on top of its own. Checked once at start, against RLIMIT_NOFILE:
 /// the soft limit is raised toward the hard one if that suffices, and otherwise Run() refuses to start,
 /// instead of meeting EMFILE at the limit's worth of connections and backing off forever.
 /// </summary>
@@ -13,7 +14,7 @@ internal static unsafe class DescriptorBudget
 
     public static void Ensure(TcpForkServerOptions options)
     {
-        if (options.IdleTimeout is null)
+        if (options.IdleTimeout is null && options.ProxyProtocol == ProxyProtocol.Off)
         {
             return; // the parent holds a connection only between accept and close: one at a time
         }
@@ -32,7 +33,7 @@ internal static unsafe class DescriptorBudget
             }
         }
         throw new ArgumentException(
-            $"TcpForkServerOptions.MaxConnections {options.MaxConnections} with TcpForkServerOptions.IdleTimeout needs about {needed} descriptors " +
+            $"TcpForkServerOptions.MaxConnections {options.MaxConnections} with TcpForkServerOptions.{(options.IdleTimeout is null ? "ProxyProtocol" : "IdleTimeout")} needs about {needed} descriptors " +
             $"(the parent keeps each connection), but RLIMIT_NOFILE allows {limit.Current} (hard limit {limit.Max}); lower the connections or raise the limit");
     }
 

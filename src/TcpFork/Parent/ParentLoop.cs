@@ -2,8 +2,8 @@ namespace TcpFork;
 
 /// <summary>
 /// The parent: one thread, one epoll loop over the listeners and a signalfd, with its timers as the
-/// epoll timeout. The request path is a short chain of steps: accept → admit (policies, the Verify
-/// hook) → launch → record; and per child exit: reap → log → resume. The stop sequence is
+/// epoll timeout. The request path is a short chain of steps: accept → (read the PROXY header:
+/// <see cref="ProxyHeaders"/>) → admit (policies, the Verify hook) → launch → record; and per child exit: reap → log → resume. The stop sequence is
 /// <see cref="Drain"/>'s, the per-child timeouts <see cref="ChildTimeouts"/>', the hooks
 /// <see cref="HookCalls"/>', every log line <see cref="ServerLog"/>'s. Everything is allocated before
 /// the first connection (tables sized by the connection limit, one log buffer), so the loop allocates
@@ -34,6 +34,8 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly long* _served;
     /// <summary>systemd's NOTIFY_SOCKET, when there is one.</summary>
     private readonly ServiceNotifier? _notifier;
+    /// <summary>With the PROXY protocol on: connections waiting for their header.</summary>
+    private readonly ProxyHeaders? _proxy;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
         AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null)
@@ -54,6 +56,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _drain = new Drain(options, _children, log);
         _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
+        _proxy = ProxyHeaders.Create(options, _poller, _children, log, memory);
         _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff);
     }
 
@@ -79,7 +82,14 @@ internal sealed unsafe class ParentLoop : IDisposable
         for (int i = 0, n = _poller.Wait(NextTimeout()); i < n; i++)
         {
             ulong tag = _poller.TagAt(i);
-            if (tag != Poller.SignalTag)
+            if (ProxyHeaders.IsTag(tag))
+            {
+                if (_proxy!.Ready(tag, _poller.EventsAt(i), out int fd, out Accepted c))
+                {
+                    AdmitAndLaunch(fd, ref c, Environment.TickCount64);
+                }
+            }
+            else if (tag != Poller.SignalTag)
             {
                 AcceptFrom((int)tag, AcceptBatch);
             }
@@ -124,14 +134,14 @@ internal sealed unsafe class ParentLoop : IDisposable
     /// </summary>
     private void AcceptFrom(int listener, int limit, bool emptying = false)
     {
-        for (int i = 0; i < limit && (emptying ? !_children.IsFull : _acceptor.Polling)
+        for (int i = 0; i < limit && (emptying ? !Full : _acceptor.Polling)
             && _acceptor.TryAccept(listener, out int fd, out SockAddr peer); i++)
         {
             Serve(fd, peer);
         }
     }
 
-    /// <summary>One connection: admit → launch → record. The parent's copy is closed on every path (or kept for the idle timeout).</summary>
+    /// <summary>One connection: (header) → admit → launch → record. The parent's copy is closed on every path (or kept for the idle timeout).</summary>
     private void Serve(int fd, in SockAddr peer)
     {
         long now = Environment.TickCount64;
@@ -144,6 +154,18 @@ internal sealed unsafe class ParentLoop : IDisposable
             c.Local.Length = len;
         }
         c.Number = ++*_served;
+        if (_proxy is null || _proxy.Begin(fd, ref c, now))
+        {
+            AdmitAndLaunch(fd, ref c, now);
+        }
+        else if (Full)
+        {
+            _acceptor.SetPolling(false);
+        }
+    }
+
+    private void AdmitAndLaunch(int fd, ref Accepted c, long now)
+    {
         Verdict verdict = Admit(ref c, now);
         if (verdict != Verdict.Allow)
         {
@@ -157,7 +179,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         }
         if (pid < 0)
         {
-            LaunchFailed(error, peer, now);
+            LaunchFailed(error, c.Peer, now);
             return;
         }
         Record(pid, c, fd, now);
@@ -206,7 +228,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _log.Launched(pid, c.Peer);
         _log.Ok(pid, c);
         _log.Status(_children.Count, _children.Capacity);
-        if (_children.IsFull)
+        if (Full)
         {
             _acceptor.SetPolling(false);
         }
@@ -258,11 +280,19 @@ internal sealed unsafe class ParentLoop : IDisposable
             AcceptFrom(i, _acceptor.CloseTheDoor(i, _options.Backlog), emptying: true);
         }
         _acceptor.Dispose();
+        while (_proxy is not null && _proxy.NextAtStop(out int fd, out Accepted c))
+        {
+            AdmitAndLaunch(fd, ref c, Environment.TickCount64);
+        }
     }
+
+    /// <summary>No room for another connection: the child table is full, or with the waiting PROXY headers.</summary>
+    private bool Full => _children.IsFull || _proxy is { IsFull: true };
 
     private void RunTimers(long now)
     {
         _repeats.Tick(now);
+        _proxy?.Expire(now);
         _timeouts.Check(now);
         _drain.Tick(now);
         ResumeIfPossible(now);
@@ -271,7 +301,7 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     private void ResumeIfPossible(long now)
     {
-        if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !_children.IsFull && now >= _acceptor.ResumeAt)
+        if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !Full && now >= _acceptor.ResumeAt)
         {
             _acceptor.SetPolling(true);
         }
@@ -282,7 +312,8 @@ internal sealed unsafe class ParentLoop : IDisposable
     {
         long now = Environment.TickCount64;
         long next = Math.Min(Math.Min(_drain.Deadline, _timeouts.NextCheck), _notifier?.NextDeadline(_children.Count) ?? Drain.NoDeadline);
-        if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !_children.IsFull)
+        next = Math.Min(next, _proxy?.NextDeadline ?? Drain.NoDeadline);
+        if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !Full)
         {
             next = Math.Min(next, _acceptor.ResumeAt);
         }

@@ -30,11 +30,16 @@ internal sealed unsafe class Poller : IDisposable
     }
 
     /// <summary>Adds (or removes) <paramref name="fd"/>, whose readiness is reported with <paramref name="tag"/>.</summary>
-    public void Watch(int fd, ulong tag, bool on)
+    public void Watch(int fd, ulong tag, bool on) => Interop.Check(Control(fd, tag, on, Interop.EPOLLIN), "epoll_ctl");
+
+    /// <summary>Adds (or removes) a connection for <paramref name="events"/>; false when epoll_ctl failed (ENOMEM, ENOSPC: the caller closes it).</summary>
+    public bool TryWatch(int fd, ulong tag, bool on, uint events) => Control(fd, tag, on, events) == 0;
+
+    private int Control(int fd, ulong tag, bool on, uint events)
     {
         byte* ev = stackalloc byte[EpollEvent.MaxSize];
-        EpollEvent.Write(ev, Interop.EPOLLIN, tag);
-        Interop.Check(Interop.EpollCtl(_epoll.Fd, on ? Interop.EPOLL_CTL_ADD : Interop.EPOLL_CTL_DEL, fd, ev), "epoll_ctl");
+        EpollEvent.Write(ev, events, tag);
+        return Interop.EpollCtl(_epoll.Fd, on ? Interop.EPOLL_CTL_ADD : Interop.EPOLL_CTL_DEL, fd, ev);
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> (-1: no limit); returns how many events <see cref="TagAt"/> can read.</summary>
@@ -50,6 +55,8 @@ internal sealed unsafe class Poller : IDisposable
     }
 
     public ulong TagAt(int index) => EpollEvent.DataAt(_events, index);
+
+    public uint EventsAt(int index) => EpollEvent.EventsAt(_events, index);
 
     /// <summary>The next pending signal's number, or 0 when none is left (after a <see cref="SignalTag"/> event).</summary>
     public int NextSignal()
