@@ -34,6 +34,18 @@ switch (scenario)
             return 3;
         }, options).Run();
 
+    case "proxy":
+        // Behind a proxy: the handler and the Verify hook see the client the PROXY header names.
+        options.ProxyProtocol = ProxyProtocol.Any;
+        options.ProxyFrom.Add(AccessRule.Create(allow: true, "127.0.0.1"));
+        var refusedBehindProxy = AccessRule.Create(allow: false, "127.0.0.4");
+        options.Verify = client => !client.IsIn(refusedBehindProxy);
+        return new TcpForkServer(c =>
+        {
+            c.Stream.Write(Encoding.UTF8.GetBytes($"from {c.RemoteEndPoint} to {c.LocalEndPoint}\n"));
+            return 0;
+        }, options).Run();
+
     case "state":
         return new TcpForkServer(c =>
         {

@@ -133,3 +133,19 @@ public static partial class Native
         }
     }
 }
+
+public static partial class Native
+{
+    private const ulong SIOCOUTQ = 0x5411;
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static unsafe partial int Ioctl(int fd, ulong request, int* value);
+
+    /// <summary>Bytes <paramref name="socket"/> has sent that its peer's kernel has not yet acknowledged (SIOCOUTQ).</summary>
+    public static unsafe int UnacknowledgedBytes(System.Net.Sockets.Socket socket)
+    {
+        int n;
+        Assert.Equal(0, Ioctl((int)socket.Handle, SIOCOUTQ, &n));
+        return n;
+    }
+}

@@ -1,0 +1,287 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace TcpFork.Tests;
+
+/// <summary>
+/// --proxy-protocol: behind a real HAProxy (send-proxy, send-proxy-v2) the client the header names is the
+/// one judged (--deny, the Verify hook), logged and passed on (TCPREMOTEIP, RemoteEndPoint); and the
+/// headers a proxy must never get away with — garbage, cut short, late, too long, from a peer outside
+/// --proxy-from — are logged and closed while the server serves on. Clients bind distinct loopback
+/// addresses (127.0.0.3, 127.0.0.4) so the test tells them from the proxy (127.0.0.1).
+/// </summary>
+public class ProxyProtocolTests
+{
+    private static readonly byte[] s_data = "hello through the proxy"u8.ToArray();
+
+    // ---- Behind HAProxy ----
+
+    [Theory]
+    [InlineData(Flavor.AotFork, "send-proxy", "v1")]
+    [InlineData(Flavor.AotFork, "send-proxy-v2", "v2")]
+    [InlineData(Flavor.AotSpawn, "send-proxy", "any")]
+    [InlineData(Flavor.AotSpawn, "send-proxy-v2", "any")]
+    public async Task Behind_haproxy_the_client_is_judged_and_logged_not_the_proxy(Flavor flavor, string sendProxy, string version)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", version, "--proxy-from", "127.0.0.1", "--deny", "127.0.0.3");
+        using ServerProcess haproxy = StartHaProxy(server.Port, sendProxy, out int front);
+
+        using (Socket served = ConnectFrom("127.0.0.4", front))
+        {
+            int port = ((IPEndPoint)served.LocalEndPoint!).Port;
+            Assert.Equal(s_data, await EchoClient.ExchangeAsync(served, s_data));
+            server.WaitForLog($"^tcpfork: proxy: 127\\.0\\.0\\.4:{port} via 127\\.0\\.0\\.1:\\d+$");
+            server.WaitForLog($"^tcpfork: ok \\d+ :127\\.0\\.0\\.1:{front} :127\\.0\\.0\\.4::{port}$");
+        }
+        using (Socket denied = ConnectFrom("127.0.0.3", front))
+        {
+            int port = ((IPEndPoint)denied.LocalEndPoint!).Port;
+            await denied.SendAsync(s_data);
+            Assert.Empty(await EchoClient.DrainAsync(denied));
+            server.WaitForLog($"^tcpfork: deny 0 :127\\.0\\.0\\.1:{front} :127\\.0\\.0\\.3::{port} rule$");
+        }
+        Assert.DoesNotContain(server.StderrLines, l => l.Contains("warning", StringComparison.Ordinal));
+    }
+
+    /// <summary>An exec'd program's UCSPI variables: spawned directly, and through a forked or spawned tcpfork child (--limit-*), which reads them from its Connection.</summary>
+    [Theory]
+    [InlineData(Flavor.AotFork, "send-proxy", false)]
+    [InlineData(Flavor.AotFork, "send-proxy-v2", true)]
+    [InlineData(Flavor.AotSpawn, "send-proxy", true)]
+    [InlineData(Flavor.AotSpawn, "send-proxy-v2", false)]
+    public async Task Behind_haproxy_an_exec_program_sees_the_client_in_TCPREMOTEIP(Flavor flavor, string sendProxy, bool throughChild)
+    {
+        string[] extra = ["--proxy-protocol", "any", "--proxy-from", "127.0.0.1/8", .. throughChild ? new[] { "--limit-nofile", "64" } : []];
+        using ServerProcess server = ServerProcess.StartExec(flavor, extra, "sh", "-c", "echo \"$TCPREMOTEIP $TCPREMOTEPORT $TCPLOCALIP $TCPLOCALPORT $PROTO\"");
+        using ServerProcess haproxy = StartHaProxy(server.Port, sendProxy, out int front);
+
+        using Socket client = ConnectFrom("127.0.0.3", front);
+        int port = ((IPEndPoint)client.LocalEndPoint!).Port;
+        string line = Encoding.ASCII.GetString(await EchoClient.DrainAsync(client)).Trim();
+        Assert.Equal($"127.0.0.3 {port} 127.0.0.1 {front} TCP", line);
+    }
+
+    /// <summary>The library: the handler's RemoteEndPoint/LocalEndPoint and the Verify hook, in a forked child and in a spawned one (JIT).</summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.JitSpawn)]
+    public async Task Behind_haproxy_a_library_handler_and_its_verify_hook_see_the_client(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.Start(Binaries.TestHost(flavor), ["proxy", flavor == Flavor.AotFork ? "fork" : "spawn"]);
+        using ServerProcess haproxy = StartHaProxy(server.Port, "send-proxy-v2", out int front);
+
+        using (Socket client = ConnectFrom("127.0.0.3", front))
+        {
+            int port = ((IPEndPoint)client.LocalEndPoint!).Port;
+            Assert.Equal($"from 127.0.0.3:{port} to 127.0.0.1:{front}\n", Encoding.UTF8.GetString(await EchoClient.DrainAsync(client)));
+        }
+        using (Socket refused = ConnectFrom("127.0.0.4", front))
+        {
+            int port = ((IPEndPoint)refused.LocalEndPoint!).Port;
+            Assert.Empty(await EchoClient.DrainAsync(refused));
+            server.WaitForLog($"^tcpfork: deny 0 :127\\.0\\.0\\.1:{front} :127\\.0\\.0\\.4::{port} verify$");
+        }
+    }
+
+    // ---- Headers sent by hand ----
+
+    [Theory]
+    [InlineData(Flavor.AotFork, "v1")]
+    [InlineData(Flavor.AotSpawn, "v1")]
+    [InlineData(Flavor.AotFork, "v2")]
+    [InlineData(Flavor.AotSpawn, "v2")]
+    public async Task A_header_split_byte_by_byte_is_read(Flavor flavor, string version)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", version, "--proxy-timeout", "60");
+        byte[] header = version == "v1" ? V1("192.0.2.1", "192.0.2.2", 5000, 6000) : V2Inet("192.0.2.1", "192.0.2.2", 5000, 6000);
+        using Socket client = EchoClient.Connect(server.Port);
+        client.NoDelay = true;
+        foreach (byte b in header)
+        {
+            // One segment per byte: the next is sent once the server's kernel has acknowledged this one.
+            client.Send([b]);
+            WaitUntilAcknowledged(client);
+        }
+        Assert.Equal(s_data, await EchoClient.ExchangeAsync(client, s_data));
+        server.WaitForLog("^tcpfork: proxy: 192\\.0\\.2\\.1:5000 via 127\\.0\\.0\\.1:\\d+$");
+        server.WaitForLog("^tcpfork: ok \\d+ :192\\.0\\.2\\.2:6000 :192\\.0\\.2\\.1::5000$");
+    }
+
+    public static TheoryData<Flavor, string, string> Refusals => new()
+    {
+        { Flavor.AotFork, "garbage", "no PROXY header" },
+        { Flavor.AotSpawn, "garbage", "no PROXY header" },
+        { Flavor.AotFork, "truncated", "closed in the middle of the header" },
+        { Flavor.AotSpawn, "truncated", "closed in the middle of the header" },
+        { Flavor.AotFork, "nothing", "closed before the header" },
+        { Flavor.AotFork, "oversized", "v2 header longer than 528 bytes" },
+        { Flavor.AotSpawn, "oversized", "v2 header longer than 528 bytes" },
+        { Flavor.AotFork, "silent", "timed out" },
+        { Flavor.AotSpawn, "silent", "timed out" },
+    };
+
+    /// <summary>Each bad header: one line with the reason, the connection closed (nothing echoed), no child, and the next good one served.</summary>
+    [Theory]
+    [MemberData(nameof(Refusals))]
+    public async Task A_bad_or_missing_header_is_logged_and_closed_and_the_server_serves_on(Flavor flavor, string kind, string reason)
+    {
+        // Long enough that a refusal other than the timeout cannot be the timeout's doing.
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "any", "--proxy-timeout", kind == "silent" ? "0.3" : "60");
+        using (Socket client = EchoClient.Connect(server.Port))
+        {
+            int port = ((IPEndPoint)client.LocalEndPoint!).Port;
+            byte[] oversized = [.. V2Inet("192.0.2.1", "192.0.2.2", 1, 2)[..14], 0x04, 0x00];
+            switch (kind)
+            {
+                case "garbage": await client.SendAsync("GET / HTTP/1.0\r\n\r\n"u8.ToArray()); break;
+                case "truncated": await client.SendAsync(V1("192.0.2.1", "192.0.2.2", 1, 2)[..20]); client.Shutdown(SocketShutdown.Send); break;
+                case "nothing": client.Shutdown(SocketShutdown.Send); break;
+                case "oversized": await client.SendAsync(oversized); break;
+            }
+            server.WaitForLog($"^tcpfork: warning: proxy header from 127\\.0\\.0\\.1:{port}: {reason}; closed$");
+            Assert.Empty(await EchoClient.DrainAsync(client));
+        }
+        Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: ok ", StringComparison.Ordinal));
+        Assert.Equal(s_data, await EchoOnceWithHeader(server.Port, V1("192.0.2.9", "192.0.2.2", 7, 8)));
+    }
+
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Only_peers_in_proxy_from_may_send_a_header(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v1", "--proxy-from", "127.0.0.2/32", "--proxy-timeout", "60");
+        using (Socket stranger = EchoClient.Connect(server.Port))
+        {
+            int port = ((IPEndPoint)stranger.LocalEndPoint!).Port;
+            await stranger.SendAsync(V1("192.0.2.1", "192.0.2.2", 1, 2));
+            server.WaitForLog($"^tcpfork: warning: proxy header from 127\\.0\\.0\\.1:{port}: not a trusted proxy; closed$");
+            Assert.Empty(await EchoClient.DrainAsync(stranger));
+        }
+        using Socket proxy = ConnectFrom("127.0.0.2", server.Port);
+        await proxy.SendAsync(V1("192.0.2.1", "192.0.2.2", 1, 2));
+        Assert.Equal(s_data, await EchoClient.ExchangeAsync(proxy, s_data));
+        server.WaitForLog("^tcpfork: proxy: 192\\.0\\.2\\.1:1 via 127\\.0\\.0\\.2:\\d+$");
+    }
+
+    /// <summary>A v2 LOCAL header (a proxy's health check) is consumed, and the connection keeps its own addresses.</summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task A_v2_LOCAL_header_keeps_the_connections_own_addresses(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v2", "--proxy-timeout", "60");
+        using Socket client = EchoClient.Connect(server.Port);
+        int port = ((IPEndPoint)client.LocalEndPoint!).Port;
+        // LOCAL (0x20), family UNSPEC, and a 3-byte TLV block the spec says to skip unread.
+        byte[] local = [.. s_v2Signature, 0x20, 0x00, 0x00, 0x03, 0xEE, 0x00, 0x00];
+        await client.SendAsync(local);
+        Assert.Equal(s_data, await EchoClient.ExchangeAsync(client, s_data));
+        server.WaitForLog($"^tcpfork: ok \\d+ :127\\.0\\.0\\.1:{server.Port} :127\\.0\\.0\\.1::{port}$");
+        Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: proxy: ", StringComparison.Ordinal));
+    }
+
+    // ---- Helpers ----
+
+    internal static byte[] V1(string source, string destination, int sourcePort, int destinationPort) =>
+        Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"PROXY TCP4 {source} {destination} {sourcePort} {destinationPort}\r\n"));
+
+    private static readonly byte[] s_v2Signature = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
+
+    private static byte[] V2Inet(string source, string destination, int sourcePort, int destinationPort)
+    {
+        byte[] h = [.. s_v2Signature, 0x21, 0x11, 0x00, 0x0C, .. IPAddress.Parse(source).GetAddressBytes(), .. IPAddress.Parse(destination).GetAddressBytes(), 0, 0, 0, 0];
+        BinaryPrimitives.WriteUInt16BigEndian(h.AsSpan(24), (ushort)sourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(h.AsSpan(26), (ushort)destinationPort);
+        return h;
+    }
+
+    /// <summary>One echo exchange that starts with <paramref name="header"/> (the echo sends back only what follows it).</summary>
+    internal static async Task<byte[]> EchoOnceWithHeader(int port, byte[] header)
+    {
+        using Socket s = EchoClient.Connect(port);
+        await s.SendAsync(header);
+        return await EchoClient.ExchangeAsync(s, s_data);
+    }
+
+    internal static Socket ConnectFrom(string source, int port)
+    {
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            s.Bind(new IPEndPoint(IPAddress.Parse(source), 0));
+            s.Connect(new IPEndPoint(IPAddress.Loopback, port));
+            return s;
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Until the peer's kernel has acknowledged every byte sent (SIOCOUTQ 0), within 5 s.</summary>
+    internal static void WaitUntilAcknowledged(Socket socket)
+    {
+        var spin = new SpinWait();
+        long deadline = Environment.TickCount64 + 5000;
+        while (Native.UnacknowledgedBytes(socket) > 0)
+        {
+            Assert.True(Environment.TickCount64 < deadline, "the server's kernel did not acknowledge a byte within 5 s");
+            spin.SpinOnce();
+        }
+    }
+
+    /// <summary>
+    /// HAProxy in the foreground (master-worker, so it says "Loading success." once its listener is bound),
+    /// TCP mode, one server: tcpfork on <paramref name="serverPort"/> with <paramref name="sendProxy"/>.
+    /// Its frontend port is picked free (bind 0, close); taken in between, the start is tried again.
+    /// The ServerProcess ends it and its worker.
+    /// </summary>
+    private static ServerProcess StartHaProxy(int serverPort, string sendProxy, out int front)
+    {
+        string dir = Directory.CreateTempSubdirectory("tcpfork-haproxy-").FullName;
+        for (int attempt = 1; ; attempt++)
+        {
+            front = SystemdTests.FreePort();
+            string config = Path.Combine(dir, "haproxy.cfg");
+            File.WriteAllText(config, string.Create(CultureInfo.InvariantCulture, $"""
+                global
+                  maxconn 100
+                defaults
+                  mode tcp
+                  timeout connect 5s
+                  timeout client 30s
+                  timeout server 30s
+                frontend fe
+                  bind 127.0.0.1:{front}
+                  default_backend be
+                backend be
+                  server tcpfork 127.0.0.1:{serverPort} {sendProxy}
+
+                """));
+            ServerProcess haproxy = ServerProcess.Start(HaProxyBinary, ["-W", "-db", "-f", config], listeners: 0);
+            try
+            {
+                haproxy.WaitForLog("Loading success\\.");
+                return haproxy;
+            }
+            catch (TimeoutException) when (attempt < 3 && haproxy.Stderr.Contains("cannot bind", StringComparison.OrdinalIgnoreCase))
+            {
+                haproxy.Dispose();
+            }
+            catch
+            {
+                haproxy.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private static string HaProxyBinary =>
+        new[] { "/usr/sbin/haproxy", "/usr/local/sbin/haproxy" }.FirstOrDefault(File.Exists)
+        ?? throw new InvalidOperationException("haproxy is not installed (.ci/run installs it: apt-get install haproxy)");
+}
