@@ -86,6 +86,18 @@ public class ProxyProtocolTests
         }
     }
 
+    /// <summary>HAProxy's health checks on a send-proxy-v2 server send a LOCAL header: served, as connections from the proxy itself.</summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public void Haproxys_v2_health_checks_are_LOCAL_and_judged_as_the_proxy(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v2", "--proxy-from", "127.0.0.1");
+        using ServerProcess haproxy = StartHaProxy(server.Port, "send-proxy-v2 check inter 100", out _);
+        server.WaitForLogCount($"^tcpfork: ok \\d+ :127\\.0\\.0\\.1:{server.Port} :127\\.0\\.0\\.1::\\d+$", 3);
+        Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: proxy: ", StringComparison.Ordinal) || l.Contains("warning", StringComparison.Ordinal));
+    }
+
     // ---- Headers sent by hand ----
 
     [Theory]
@@ -237,7 +249,7 @@ public class ProxyProtocolTests
 
     /// <summary>
     /// HAProxy in the foreground (master-worker, so it says "Loading success." once its listener is bound),
-    /// TCP mode, one server: tcpfork on <paramref name="serverPort"/> with <paramref name="sendProxy"/>.
+    /// TCP mode, one server: tcpfork on <paramref name="serverPort"/> with <paramref name="sendProxy"/> (and any further server options).
     /// Its frontend port is picked free (bind 0, close); taken in between, the start is tried again.
     /// The ServerProcess ends it and its worker.
     /// </summary>
