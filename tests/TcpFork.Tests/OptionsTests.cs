@@ -26,6 +26,8 @@ public class OptionsTests
     [InlineData(nameof(TcpForkServerOptions.KeepAliveIdle))]
     [InlineData(nameof(TcpForkServerOptions.KeepAliveInterval))]
     [InlineData(nameof(TcpForkServerOptions.KeepAliveCount))]
+    [InlineData(nameof(TcpForkServerOptions.ProxyProtocol))]
+    [InlineData(nameof(TcpForkServerOptions.ProxyTimeout))]
     [InlineData("Limits.OpenFiles")]  // a limit is named by its path from the options: TcpForkServerOptions.Limits.OpenFiles
     public void Validate_names_the_option_out_of_range(string name)
     {
@@ -42,6 +44,8 @@ public class OptionsTests
             case nameof(o.KeepAliveIdle): o.KeepAliveIdle = TimeSpan.FromMilliseconds(1500); break;
             case nameof(o.KeepAliveInterval): o.KeepAliveInterval = TimeSpan.FromSeconds(32768); break;
             case nameof(o.KeepAliveCount): o.KeepAliveCount = 128; break;
+            case nameof(o.ProxyProtocol): o.ProxyProtocol = (ProxyProtocol)4; break;
+            case nameof(o.ProxyTimeout): o.ProxyTimeout = TimeSpan.Zero; break;
             default: o.Limits.OpenFiles = 0; break;
         }
         ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(o.Validate);
@@ -101,6 +105,17 @@ public class OptionsTests
         Assert.Equal((1000, 1024, TimeSpan.FromSeconds(10), ProcessMode.Auto, LogLevel.Normal), (o.MaxConnections, o.Backlog, o.DrainTimeout, o.Mode, o.LogLevel));
         Assert.Equal(64, o.Ipv6Prefix);
         Assert.Equal((true, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(15), 4), (o.KeepAlive, o.KeepAliveIdle, o.KeepAliveInterval, o.KeepAliveCount));
+        Assert.Equal((ProxyProtocol.Off, 0, TimeSpan.FromSeconds(5)), (o.ProxyProtocol, o.ProxyFrom.Count, o.ProxyTimeout));
+    }
+
+    [Fact]
+    public void ProxyFrom_without_ProxyProtocol_is_refused()
+    {
+        var o = new TcpForkServerOptions();
+        o.ProxyFrom.Add(AccessRule.Create(allow: true, "10.0.0.0/8"));
+        Assert.Equal(nameof(o.ProxyFrom), Assert.Throws<ArgumentException>(o.Validate).ParamName);
+        o.ProxyProtocol = ProxyProtocol.V2;
+        o.Validate();
     }
 
     [Fact]
