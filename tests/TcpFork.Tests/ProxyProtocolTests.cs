@@ -196,7 +196,83 @@ public class ProxyProtocolTests
         Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: proxy: ", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A connection waiting for its header holds a child slot: with --max-connections 1 the listener leaves
+    /// the parent's epoll set (read from /proc: no polling while full), the next client waits in the
+    /// backlog, and is served once the first gives up.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task A_waiting_header_counts_toward_max_connections_and_the_listener_is_not_polled_meanwhile(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v1", "--max-connections", "1", "--proxy-timeout", "60");
+        using Socket first = EchoClient.Connect(server.Port);
+        int firstPort = ((IPEndPoint)first.LocalEndPoint!).Port;
+        await first.SendAsync("PROXY TCP4 "u8.ToArray());
+        WaitForEpollSet(server, listenerPolled: false, connections: 1);
+
+        using Socket second = EchoClient.Connect(server.Port);
+        await second.SendAsync(V1("192.0.2.1", "192.0.2.2", 1, 2));
+        Task<byte[]> echoed = EchoClient.ExchangeAsync(second, s_data);
+        Assert.Equal((false, 1), EpollSet(server.Pid, server.Port)); // still: the second waits in the backlog, unaccepted
+        Assert.False(echoed.IsCompleted);
+
+        first.Shutdown(SocketShutdown.Send);
+        server.WaitForLog($"^tcpfork: warning: proxy header from 127\\.0\\.0\\.1:{firstPort}: closed in the middle of the header; closed$");
+        Assert.Equal(s_data, await echoed);
+        server.WaitForLog("^tcpfork: end ");
+        WaitForEpollSet(server, listenerPolled: true, connections: 0);
+    }
+
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task At_a_stop_a_connection_still_waiting_for_its_header_is_closed(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "any", "--proxy-timeout", "60");
+        using Socket waiting = EchoClient.Connect(server.Port);
+        int port = ((IPEndPoint)waiting.LocalEndPoint!).Port;
+        await waiting.SendAsync("PROXY TCP4 192.0.2.1"u8.ToArray());
+        WaitForEpollSet(server, listenerPolled: true, connections: 1);
+        server.Signal(Native.SIGTERM);
+        server.WaitForLog($"^tcpfork: warning: proxy header from 127\\.0\\.0\\.1:{port}: server stopping; closed$");
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.Empty(await EchoClient.DrainAsync(waiting));
+    }
+
     // ---- Helpers ----
+
+    /// <summary>
+    /// What the parent's epoll watches, from /proc/PID/fdinfo: whether the listener on <paramref name="port"/>
+    /// is in the set, and how many other sockets (connections waiting for their header) are.
+    /// </summary>
+    private static (bool ListenerPolled, int Connections) EpollSet(int pid, int port)
+    {
+        string listener = $"socket:[{Native.ListeningInode(port)}]";
+        string fds = $"/proc/{pid}/fd";
+        string epoll = Directory.GetFiles(fds).Single(f => new FileInfo(f).LinkTarget == "anon_inode:[eventpoll]");
+        (bool polled, int connections) = (false, 0);
+        foreach (string line in File.ReadLines($"/proc/{pid}/fdinfo/{Path.GetFileName(epoll)}").Where(l => l.StartsWith("tfd:", StringComparison.Ordinal)))
+        {
+            string target = new FileInfo(Path.Combine(fds, line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1])).LinkTarget ?? "";
+            polled |= target == listener;
+            connections += target.StartsWith("socket:", StringComparison.Ordinal) && target != listener ? 1 : 0;
+        }
+        return (polled, connections);
+    }
+
+    /// <summary>Until the parent's epoll set is as given (it changes within a loop turn of the event that changes it), within 10 s.</summary>
+    private static void WaitForEpollSet(ServerProcess server, bool listenerPolled, int connections)
+    {
+        var spin = new SpinWait();
+        long deadline = Environment.TickCount64 + 10_000;
+        while (EpollSet(server.Pid, server.Port) != (listenerPolled, connections))
+        {
+            Assert.True(Environment.TickCount64 < deadline, $"epoll set {EpollSet(server.Pid, server.Port)}, expected {(listenerPolled, connections)}");
+            spin.SpinOnce();
+        }
+    }
 
     internal static byte[] V1(string source, string destination, int sourcePort, int destinationPort) =>
         Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"PROXY TCP4 {source} {destination} {sourcePort} {destinationPort}\r\n"));
