@@ -245,6 +245,16 @@ public partial class HardeningTests
     }
 
     [Fact]
+    public void The_PROXY_protocol_with_more_connections_than_descriptors_allow_is_refused_at_start()
+    {
+        string tcpfork = Binaries.AotBinary;
+        (int code, string stdout, string stderr) = TcpFork.Tests.Run.Command("sh", "-c", $"ulimit -n 64; exec '{tcpfork}' echo --max-connections 100 --proxy-protocol v2");
+        Assert.True(code == 2, stdout + stderr);
+        string line = Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.Matches(@"^tcpfork: usage: --max-connections 100 with --proxy-protocol needs about \d+ descriptors \(the parent holds each connection until its PROXY header is read\), but RLIMIT_NOFILE allows 64 \(hard limit 64\); ", line);
+    }
+
+    [Fact]
     public void An_idle_timeout_raises_the_soft_descriptor_limit_when_the_hard_one_allows()
     {
         string tcpfork = Binaries.AotBinary;

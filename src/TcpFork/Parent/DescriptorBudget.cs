@@ -34,7 +34,7 @@ internal static unsafe class DescriptorBudget
         }
         throw new ArgumentException(
             $"TcpForkServerOptions.MaxConnections {options.MaxConnections} with TcpForkServerOptions.{(options.IdleTimeout is null ? "ProxyProtocol" : "IdleTimeout")} needs about {needed} descriptors " +
-            $"(the parent keeps each connection), but RLIMIT_NOFILE allows {limit.Current} (hard limit {limit.Max}); lower the connections or raise the limit");
+            $"(the parent {(options.IdleTimeout is null ? "holds each connection until its PROXY header is read" : "keeps each connection")}), but RLIMIT_NOFILE allows {limit.Current} (hard limit {limit.Max}); lower the connections or raise the limit");
     }
 
     private static int OpenNow()

@@ -3,11 +3,11 @@ namespace TcpFork;
 /// <summary>
 /// The parent: one thread, one epoll loop over the listeners and a signalfd, with its timers as the
 /// epoll timeout. The request path is a short chain of steps: accept → (read the PROXY header:
-/// <see cref="ProxyHeaders"/>) → admit (policies, the Verify hook) → launch → record; and per child exit: reap → log → resume. The stop sequence is
-/// <see cref="Drain"/>'s, the per-child timeouts <see cref="ChildTimeouts"/>', the hooks
-/// <see cref="HookCalls"/>', every log line <see cref="ServerLog"/>'s. Everything is allocated before
-/// the first connection (tables sized by the connection limit, one log buffer), so the loop allocates
-/// nothing; docs/fork-safety.md says why that matters and tests/ParentInvariantTests hold it.
+/// <see cref="ProxyHeaders"/>) → admit (policies, the Verify hook) → launch → record; and per child
+/// exit: reap → log → resume. The stop sequence is <see cref="Drain"/>'s, the per-child timeouts
+/// <see cref="ChildTimeouts"/>', the hooks <see cref="HookCalls"/>', every log line <see cref="ServerLog"/>'s.
+/// Everything is allocated before the first connection (tables sized by the connection limit, one log
+/// buffer), so the loop allocates nothing; docs/fork-safety.md says why that matters and tests/ParentInvariantTests hold it.
 /// </summary>
 internal sealed unsafe class ParentLoop : IDisposable
 {
