@@ -22,12 +22,22 @@ public class ParentInvariantTests
     [InlineData(Flavor.AotFork, "exec")]
     [InlineData(Flavor.AotSpawn, "exec --limit-nofile 64")]
     [InlineData(Flavor.AotFork, "echo --log-format json")]
+    [InlineData(Flavor.AotFork, "echo --metrics 127.0.0.1:0")]
+    [InlineData(Flavor.AotSpawn, "echo --metrics 127.0.0.1:0")]
+    [InlineData(Flavor.AotFork, "exec --metrics 127.0.0.1:0")]
     public async Task Invariant_3_the_accept_launch_reap_path_allocates_0_bytes_per_connection(Flavor flavor, string command)
     {
         string[] words = command.Split(' ');
         using ServerProcess server = words[0] == "echo" ? ServerProcess.StartEcho(flavor, words[1..])
             : ServerProcess.StartExec(flavor, words[1..], "cat");
-        await AssertNoAllocationPerConnection(server, json: command.Contains("--log-format json", StringComparison.Ordinal));
+        bool metrics = command.Contains("--metrics", StringComparison.Ordinal);
+        await AssertNoAllocationPerConnection(server, json: command.Contains("--log-format json", StringComparison.Ordinal),
+            metricsPort: metrics ? MetricsTests.MetricsPort(server) : null);
+        if (metrics && flavor == Flavor.AotFork && words[0] == "echo")
+        {
+            // Invariants 1 and 2 with scrapes served: still no thread but the runtime's own.
+            Assert.Equal(["tcpfork", ".NET Finalizer"], Native.ThreadNames(server.Pid).Order().Reverse());
+        }
     }
 
     /// <summary>
@@ -57,8 +67,12 @@ public class ParentInvariantTests
         }
     }
 
-    /// <summary>1000 connections after 20 to warm up cost the parent 0 bytes; <paramref name="served"/> were served before.</summary>
-    private static async Task AssertNoAllocationPerConnection(ServerProcess server, int served = 0, bool json = false)
+    /// <summary>
+    /// 1000 connections after 20 to warm up cost the parent 0 bytes; <paramref name="served"/> were served
+    /// before. With <paramref name="metricsPort"/>, a scrape every 100 connections (each handed to a child),
+    /// whose count must be exact.
+    /// </summary>
+    private static async Task AssertNoAllocationPerConnection(ServerProcess server, int served = 0, bool json = false, int? metricsPort = null)
     {
         byte[] data = "x"u8.ToArray();
         for (int i = 0; i < 20; i++)
@@ -70,6 +84,10 @@ public class ParentInvariantTests
         for (int i = 0; i < 1000; i++)
         {
             Assert.Equal(data, await EchoClient.EchoOnceAsync(server.Port, data));
+            if (metricsPort is int port && i % 100 == 50)
+            {
+                Assert.Equal(served + 20 + i + 1, MetricsTests.Value(await MetricsTests.ScrapeAsync(port), "tcpfork_connections_total"));
+            }
         }
         WaitForReaped(server, served + 20 + 1000, json);
         (long after, int gcAfter) = Stats(server, json);
