@@ -18,7 +18,7 @@ public sealed class PrometheusTests : IDisposable
     [InlineData(Flavor.AotSpawn)]
     public async Task Prometheus_scrapes_the_exact_connection_count(Flavor flavor)
     {
-        using ServerProcess server = ServerProcess.StartEcho(flavor, "--metrics", "127.0.0.1:0", "-q");
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--metrics", "127.0.0.1:0");
         int metricsPort = MetricsTests.MetricsPort(server);
         int apiPort = SystemdTests.FreePort();
         string config = Path.Combine(_dir, "prometheus.yml");
