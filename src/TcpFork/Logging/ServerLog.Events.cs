@@ -303,7 +303,7 @@ internal sealed partial class ServerLog
 
     /// <summary>In a scrape child: the scrape was not answered with the metrics (REASON: what came, or an HTTP status sent).</summary>
     [LineFormat("metrics: scrape from ADDR: REASON")]
-    public void ScrapeFailed(in SockAddr peer, ReadOnlySpan<byte> reason)
+    public void ScrapeFailed(in SockAddr peer, string reason)
     {
         if (IsVerbose)
         {

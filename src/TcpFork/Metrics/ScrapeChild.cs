@@ -71,24 +71,24 @@ internal static unsafe class ScrapeChild
             int len = SockAddr.Capacity;
             Interop.GetPeerName(fd, &peer, &len);
             peer.Length = len;
-            int n = ReadRequest(fd, request, out ReadOnlySpan<byte> failure);
+            int n = ReadRequest(fd, request, out string failure);
             if (n < 0)
             {
                 log.ScrapeFailed(peer, failure);
                 return 1;
             }
-            ReadOnlySpan<byte> status = Route(new ReadOnlySpan<byte>(request, n), out bool head);
-            int bodyLength = status[0] == (byte)'2' && data is not null ? MetricsText.Render(data, body, MetricsText.Capacity) : 0;
-            if (status[0] == (byte)'2' && data is null)
+            string status = Route(new ReadOnlySpan<byte>(request, n), out bool head);
+            int bodyLength = status[0] == '2' && data is not null ? MetricsText.Render(data, body, MetricsText.Capacity) : 0;
+            if (status[0] == '2' && data is null)
             {
-                status = "503 Service Unavailable"u8;
+                status = "503 Service Unavailable";
             }
             bool sent = Respond(fd, status, new ReadOnlySpan<byte>(body, head ? 0 : bodyLength), bodyLength);
-            if (!sent || status[0] != (byte)'2')
+            if (!sent || status[0] != '2')
             {
-                log.ScrapeFailed(peer, sent ? status : "the answer could not be sent"u8);
+                log.ScrapeFailed(peer, sent ? status : "the answer could not be sent");
             }
-            return sent && status[0] == (byte)'2' ? 0 : 1;
+            return sent && status[0] == '2' ? 0 : 1;
         }
         finally
         {
@@ -99,9 +99,9 @@ internal static unsafe class ScrapeChild
     }
 
     /// <summary>Reads up to the blank line that ends the headers; its length, or -1 and why not.</summary>
-    private static int ReadRequest(int fd, byte* buffer, out ReadOnlySpan<byte> failure)
+    private static int ReadRequest(int fd, byte* buffer, out string failure)
     {
-        failure = default;
+        failure = "";
         long deadline = Environment.TickCount64 + (long)RequestTimeout.TotalMilliseconds;
         int n = 0;
         while (true)
@@ -109,13 +109,13 @@ internal static unsafe class ScrapeChild
             long left = deadline - Environment.TickCount64;
             if (left <= 0 || Interop.SetTimeouts(fd, left) < 0)
             {
-                failure = "no request within the timeout"u8;
+                failure = "no request within the timeout";
                 return -1;
             }
             nint r = Interop.Read(fd, buffer + n, (nuint)(MaxRequest - n));
             if (r <= 0)
             {
-                failure = r == 0 ? "closed before a whole request"u8 : Interop.LastError == Errno.EAGAIN ? "no request within the timeout"u8 : "read failed"u8;
+                failure = r == 0 ? "closed before a whole request" : Interop.LastError == Errno.EAGAIN ? "no request within the timeout" : "read failed";
                 return -1;
             }
             n += (int)r;
@@ -126,14 +126,14 @@ internal static unsafe class ScrapeChild
             }
             if (n == MaxRequest)
             {
-                failure = "request headers longer than 8 KiB"u8;
+                failure = "request headers longer than 8 KiB";
                 return -1;
             }
         }
     }
 
     /// <summary>The status for a request: only <c>GET</c> (or <c>HEAD</c>) of <c>/metrics</c> is served.</summary>
-    private static ReadOnlySpan<byte> Route(ReadOnlySpan<byte> request, out bool head)
+    private static string Route(ReadOnlySpan<byte> request, out bool head)
     {
         head = false;
         int end = request.IndexOf((byte)'\n');
@@ -142,25 +142,25 @@ internal static unsafe class ScrapeChild
         int sp2 = sp1 < 0 ? -1 : line[(sp1 + 1)..].IndexOf((byte)' ');
         if (end < 0 || sp1 <= 0 || sp2 <= 0 || !line[(sp1 + sp2 + 2)..].StartsWith("HTTP/1."u8))
         {
-            return "400 Bad Request"u8;
+            return "400 Bad Request";
         }
         ReadOnlySpan<byte> method = line[..sp1], target = line.Slice(sp1 + 1, sp2);
         int query = target.IndexOf((byte)'?');
         ReadOnlySpan<byte> path = query < 0 ? target : target[..query];
         if (!path.SequenceEqual("/metrics"u8))
         {
-            return "404 Not Found"u8;
+            return "404 Not Found";
         }
         head = method.SequenceEqual("HEAD"u8);
-        return head || method.SequenceEqual("GET"u8) ? "200 OK"u8 : "405 Method Not Allowed"u8;
+        return head || method.SequenceEqual("GET"u8) ? "200 OK" : "405 Method Not Allowed";
     }
 
-    private static bool Respond(int fd, ReadOnlySpan<byte> status, ReadOnlySpan<byte> body, int contentLength)
+    private static bool Respond(int fd, string status, ReadOnlySpan<byte> body, int contentLength)
     {
         Span<byte> header = stackalloc byte[256];
         int n = 0;
         Append(header, ref n, "HTTP/1.1 "u8);
-        Append(header, ref n, status);
+        n += System.Text.Encoding.ASCII.GetBytes(status, header[n..]);
         Append(header, ref n, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\nContent-Length: "u8);
         System.Buffers.Text.Utf8Formatter.TryFormat(contentLength, header[n..], out int digits);
         n += digits;
