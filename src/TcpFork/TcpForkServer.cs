@@ -199,7 +199,7 @@ public sealed class TcpForkServer
             throw;
         }
         // Bound while still privileged, as the listeners are.
-        using MetricsServer? metrics = _options.Metrics is { } metricsAddress ? new MetricsServer(metricsAddress, forks, _options, log) : null;
+        using MetricsServer? metrics = _options.Metrics is { } metricsAddress ? new MetricsServer(metricsAddress, forks, _options, log, memory) : null;
         // Found while still privileged: a process that has changed its user cannot open its own pagemap.
         ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);

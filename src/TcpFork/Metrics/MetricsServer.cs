@@ -18,7 +18,8 @@ internal sealed unsafe class MetricsServer : IDisposable
     private readonly Listener _listener;
     private readonly MetricsBlock _block;
     private readonly ServerLog _log;
-    private readonly int[] _running = new int[MaxScrapes];
+    /// <summary>The scrape children's pids (0: a free slot), in parent-only memory: a write here copies no page a child shares.</summary>
+    private readonly int* _running;
     private readonly NativeCommand? _spawnCommand;
     private readonly SpawnAttributes? _spawn;
 
@@ -26,9 +27,10 @@ internal sealed unsafe class MetricsServer : IDisposable
     /// Binds <paramref name="address"/>; with <paramref name="fork"/> scrape children are forked (the fork
     /// mode parent, single-threaded), else this program is spawned in the metrics child role.
     /// </summary>
-    public MetricsServer(ListenAddress address, bool fork, TcpForkServerOptions options, ServerLog log)
+    public MetricsServer(ListenAddress address, bool fork, TcpForkServerOptions options, ServerLog log, ParentMemory memory)
     {
         _log = log;
+        _running = memory.Allocate<int>(MaxScrapes);
         SockAddr bound = address.Resolve()[0];
         _listener = Listener.Open(bound, new TcpForkServerOptions { KeepAlive = false, Backlog = 64 });
         try
@@ -70,7 +72,7 @@ internal sealed unsafe class MetricsServer : IDisposable
                 return;
             }
             peer.Length = len;
-            int slot = Array.IndexOf(_running, 0);
+            int slot = SlotOf(0);
             if (slot < 0)
             {
                 Interop.Close(fd);
@@ -91,13 +93,15 @@ internal sealed unsafe class MetricsServer : IDisposable
     /// <summary>A reaped child that was not a connection's: true if it was a scrape child (its slot is free again).</summary>
     public bool Ended(int pid)
     {
-        int slot = Array.IndexOf(_running, pid);
+        int slot = SlotOf(pid);
         if (slot >= 0)
         {
             _running[slot] = 0;
         }
         return slot >= 0;
     }
+
+    private int SlotOf(int pid) => new ReadOnlySpan<int>(_running, MaxScrapes).IndexOf(pid);
 
     private int Fork(int fd, out Errno error)
     {
@@ -128,15 +132,15 @@ internal sealed unsafe class MetricsServer : IDisposable
     public void Dispose()
     {
         _listener.Dispose();
-        foreach (int pid in _running)
+        for (int i = 0; i < MaxScrapes; i++)
         {
-            if (pid > 0)
+            if (_running[i] > 0)
             {
-                Interop.Kill(pid, Interop.SIGKILL);
-                Interop.WaitPid(pid, null, 0);
+                Interop.Kill(_running[i], Interop.SIGKILL);
+                Interop.WaitPid(_running[i], null, 0);
+                _running[i] = 0;
             }
         }
-        Array.Clear(_running);
         _block.Dispose();
         _spawnCommand?.Dispose();
         _spawn?.Dispose();
