@@ -184,6 +184,31 @@ public class MetricsTests
         }
     }
 
+    /// <summary>Only GET (and HEAD) of /metrics is answered with the text; other paths and methods get their status and no body.</summary>
+    [Fact]
+    public async Task Only_get_and_head_of_metrics_are_served()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--metrics", "127.0.0.1:0");
+        int port = MetricsPort(server);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+        using (HttpResponseMessage r = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/other")))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, r.StatusCode);
+        }
+        using (HttpResponseMessage r = await http.SendAsync(new HttpRequestMessage(HttpMethod.Delete, new Uri($"http://127.0.0.1:{port}/metrics"))))
+        {
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, r.StatusCode);
+        }
+        using (HttpResponseMessage r = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, new Uri($"http://127.0.0.1:{port}/metrics?x=1"))))
+        {
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            Assert.True(r.Content.Headers.ContentLength > 1000, $"HEAD's Content-Length: {r.Content.Headers.ContentLength}");
+            Assert.Empty(await r.Content.ReadAsByteArrayAsync());
+        }
+        server.WaitForLog("^tcpfork: metrics: scrape from 127.0.0.1:\\d+: 404 Not Found$");
+        server.WaitForLog("^tcpfork: metrics: scrape from 127.0.0.1:\\d+: 405 Method Not Allowed$");
+    }
+
     /// <summary>Waits (up to 20 s) until <paramref name="server"/> has exactly <paramref name="count"/> children, none a zombie left unreaped.</summary>
     private static void WaitForChildren(ServerProcess server, int count)
     {
