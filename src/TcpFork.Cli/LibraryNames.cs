@@ -34,6 +34,7 @@ internal static class LibraryNames
         ("TcpForkServerOptions.ReusePort", "--reuse-port"),
         ("TcpForkServerOptions.Listen", "--listen"),
         ("TcpForkServerOptions.Group", "--group"),
+        ("TcpForkServerOptions.Metrics", "--metrics"),
         ("TcpForkServerOptions.Mode", "--mode"),
         ("TcpForkServerOptions.Rate", "--rate"),
         ("TcpForkServerOptions.User", "--user"),

@@ -101,6 +101,21 @@ internal sealed class ServerOptionsBinder
     private readonly Option<string?> _user = new("--user") { Description = "After binding, run as this user (and its group).", HelpName = "NAME" };
     private readonly Option<string?> _group = new("--group") { Description = "After binding, run with this group.", HelpName = "NAME" };
 
+    private readonly Option<ListenAddress?> _metrics = new("--metrics")
+    {
+        Description = "Serve Prometheus metrics at http://HOST:PORT/metrics, each scrape answered by a child process (docs/metrics.md). Default off.",
+        HelpName = "HOST:PORT",
+        CustomParser = r =>
+        {
+            ListenAddress? a = Parse(r, ListenAddress.Parse, "--metrics");
+            if (a?.UnixPath is not null)
+            {
+                r.AddError("--metrics must be HOST:PORT, not a unix socket");
+            }
+            return a;
+        },
+    };
+
     private readonly Option<bool> _reusePort = new("--reuse-port")
     {
         Description = "SO_REUSEPORT: several tcpfork instances (same user, each with --reuse-port) share the port; the kernel spreads connections among them.",
@@ -158,6 +173,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_drainTimeout);
         command.Options.Add(_keepAlive);
         command.Options.Add(_reusePort);
+        command.Options.Add(_metrics);
         foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group, _dieWithParent, _proxyProtocol, _proxyFrom, _proxyTimeout })
         {
             command.Options.Add(o);
@@ -239,6 +255,7 @@ internal sealed class ServerOptionsBinder
             o.ProxyFrom.Add(AccessRule.Create(allow: true, cidr));
         }
         o.ProxyTimeout = r.GetValue(_proxyTimeout) is double proxyTimeout ? TimeSpan.FromSeconds(proxyTimeout) : o.ProxyTimeout;
+        o.Metrics = r.GetValue(_metrics);
         return o;
     }
 

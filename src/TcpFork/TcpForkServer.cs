@@ -77,6 +77,10 @@ public sealed class TcpForkServer
     {
         ArgumentNullException.ThrowIfNull(handler);
         exitCode = 0;
+        if (ScrapeChild.TryServeSpawned(out exitCode))
+        {
+            return true;
+        }
         if (!ChildRole.TryTake(out int fd, out Accepted accepted, out ChildRole.Settings settings, out ExecProgram? program))
         {
             return false;
@@ -194,11 +198,16 @@ public sealed class TcpForkServer
             listeners.ForEach(l => l.Dispose());
             throw;
         }
+        // Bound while still privileged, as the listeners are.
+        using MetricsServer? metrics = _options.Metrics is { } metricsAddress ? new MetricsServer(metricsAddress, forks, _options, log, memory) : null;
         // Found while still privileged: a process that has changed its user cannot open its own pagemap.
         ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
         ILauncher launcher = ChooseLauncher(mode, log, image);
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier);
+        Counters counters = metrics?.Counters ?? Counters.Private(memory);
+        counters.Start(launcher.Action, _options.MaxConnections);
+        using var meter = new TcpForkMeter(counters);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier, counters, metrics);
         ParentMemory.Settle();
         if (forks)
         {
@@ -210,6 +219,11 @@ public sealed class TcpForkServer
             }
         }
         Announce(listeners, launcher, log);
+        if (metrics is not null)
+        {
+            log.MetricsListening(metrics.Address, metrics.Action);
+            log.Flush();
+        }
         return loop.Run();
     }
 

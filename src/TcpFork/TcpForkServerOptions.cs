@@ -197,6 +197,14 @@ public sealed class TcpForkServerOptions
     public ChildExited? ChildExited { get; set; }
 
     /// <summary>
+    /// Where to serve Prometheus' text format at <c>/metrics</c> (a TCP address, <c>HOST:PORT</c>); each
+    /// scrape is answered by a child process of its own, so the parent never waits on a scraper
+    /// (docs/metrics.md). The same counters are also published to <see cref="System.Diagnostics.Metrics"/>
+    /// as the meter <c>TcpFork</c>, with or without this option. Defaults to null (off).
+    /// </summary>
+    public ListenAddress? Metrics { get; set; }
+
+    /// <summary>
     /// Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range, or
     /// <see cref="ArgumentException"/> for options that do not go together (<see cref="IdleTimeout"/> with a unix-socket listener).
     /// </summary>
@@ -225,6 +233,10 @@ public sealed class TcpForkServerOptions
         if (MaxLifetime is { } life && life <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxLifetime), life, "must be positive");
+        }
+        if (Metrics?.UnixPath is not null)
+        {
+            throw new ArgumentException("TcpForkServerOptions.Metrics must be a TCP address (HOST:PORT), not a unix socket: Prometheus scrapes over TCP", nameof(Metrics));
         }
         CheckKeepAliveSeconds(KeepAliveIdle, nameof(KeepAliveIdle));
         CheckKeepAliveSeconds(KeepAliveInterval, nameof(KeepAliveInterval));

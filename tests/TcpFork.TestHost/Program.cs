@@ -170,6 +170,42 @@ switch (scenario)
             return 0;
         }, options).Run();
 
+    case "meter":
+        // A collector in the server's own process (spawn mode: the parent may have threads): the meter
+        // TcpFork's observable instruments, read every 100 ms; each changed value printed once.
+        options.LogLevel = LogLevel.Quiet;
+        options.Rules.Add(AccessRule.Create(allow: false, "127.0.0.2"));
+        var printed = new Dictionary<string, long>();
+        var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "TcpFork")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            string line = string.Join(' ', [$"meter {instrument.Name}", .. tags.ToArray().Select(t => $"{t.Key}={t.Value}")]);
+            if (!printed.TryGetValue(line, out long old) || old != value)
+            {
+                printed[line] = value;
+                Console.Out.WriteLine($"{line} {value}");
+            }
+        });
+        listener.Start();
+        new Thread(() =>
+        {
+            while (true)
+            {
+                listener.RecordObservableInstruments();
+                Thread.Sleep(100);
+            }
+        }) { IsBackground = true }.Start();
+        return new TcpForkServer(EchoHandler.Handle, options).Run();
+
     default:
         Console.Error.WriteLine($"unknown scenario {scenario}");
         return 2;

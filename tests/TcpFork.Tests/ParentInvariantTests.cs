@@ -22,12 +22,22 @@ public class ParentInvariantTests
     [InlineData(Flavor.AotFork, "exec")]
     [InlineData(Flavor.AotSpawn, "exec --limit-nofile 64")]
     [InlineData(Flavor.AotFork, "echo --log-format json")]
+    [InlineData(Flavor.AotFork, "echo --metrics 127.0.0.1:0")]
+    [InlineData(Flavor.AotSpawn, "echo --metrics 127.0.0.1:0")]
+    [InlineData(Flavor.AotFork, "exec --metrics 127.0.0.1:0")]
     public async Task Invariant_3_the_accept_launch_reap_path_allocates_0_bytes_per_connection(Flavor flavor, string command)
     {
         string[] words = command.Split(' ');
         using ServerProcess server = words[0] == "echo" ? ServerProcess.StartEcho(flavor, words[1..])
             : ServerProcess.StartExec(flavor, words[1..], "cat");
-        await AssertNoAllocationPerConnection(server, json: command.Contains("--log-format json", StringComparison.Ordinal));
+        bool metrics = command.Contains("--metrics", StringComparison.Ordinal);
+        await AssertNoAllocationPerConnection(server, json: command.Contains("--log-format json", StringComparison.Ordinal),
+            metricsPort: metrics ? MetricsTests.MetricsPort(server) : null);
+        if (metrics && flavor == Flavor.AotFork && words[0] == "echo")
+        {
+            // Invariants 1 and 2 with scrapes served: still no thread but the runtime's own.
+            Assert.Equal(["tcpfork", ".NET Finalizer"], Native.ThreadNames(server.Pid).Order().Reverse());
+        }
     }
 
     /// <summary>
@@ -63,16 +73,21 @@ public class ParentInvariantTests
     /// kernel has it, so the parent parks every connection in its waiting ring before it reads the header
     /// whole. In fork mode, also invariants 1 and 2: no thread but the runtime's own.
     /// </summary>
+    /// With <paramref name="more"/>: every operations option at once (metrics with scrapes, JSON logs).
     [Theory]
-    [InlineData(Flavor.AotFork, "echo")]
-    [InlineData(Flavor.AotSpawn, "echo")]
-    [InlineData(Flavor.AotFork, "exec")]
-    public async Task Invariant_3_holds_with_the_PROXY_protocol(Flavor flavor, string command)
+    [InlineData(Flavor.AotFork, "echo", "")]
+    [InlineData(Flavor.AotSpawn, "echo", "")]
+    [InlineData(Flavor.AotFork, "exec", "")]
+    [InlineData(Flavor.AotFork, "echo", "--metrics 127.0.0.1:0 --log-format json")]
+    [InlineData(Flavor.AotSpawn, "echo", "--metrics 127.0.0.1:0 --log-format json")]
+    public async Task Invariant_3_holds_with_the_PROXY_protocol(Flavor flavor, string command, string more)
     {
-        string[] proxy = ["--proxy-protocol", "v1", "--proxy-from", "127.0.0.1"];
+        string[] proxy = ["--proxy-protocol", "v1", "--proxy-from", "127.0.0.1", .. more.Split(' ', StringSplitOptions.RemoveEmptyEntries)];
         using ServerProcess server = command == "echo" ? ServerProcess.StartEcho(flavor, proxy) : ServerProcess.StartExec(flavor, proxy, "cat");
+        bool metrics = more.Contains("--metrics", StringComparison.Ordinal);
         int n = 0;
-        await AssertNoAllocationPerConnection(server, exchange: async (port, data) =>
+        await AssertNoAllocationPerConnection(server, json: more.Contains("json", StringComparison.Ordinal), metricsPort: metrics ? MetricsTests.MetricsPort(server) : null,
+            exchange: async (port, data) =>
         {
             n++;
             byte[] header = ProxyProtocolTests.V1(string.Create(CultureInfo.InvariantCulture, $"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"), "192.0.2.2", 1000 + (n % 50000), 80);
@@ -90,8 +105,13 @@ public class ParentInvariantTests
         }
     }
 
-    /// <summary>1000 connections after 20 to warm up cost the parent 0 bytes; <paramref name="served"/> were served before.</summary>
-    private static async Task AssertNoAllocationPerConnection(ServerProcess server, int served = 0, bool json = false, Func<int, byte[], Task<byte[]>>? exchange = null)
+    /// <summary>
+    /// 1000 connections after 20 to warm up cost the parent 0 bytes; <paramref name="served"/> were served
+    /// before. With <paramref name="metricsPort"/>, a scrape every 100 connections (each handed to a child),
+    /// whose count must be exact. <paramref name="exchange"/>: how a client talks (default: one echo).
+    /// </summary>
+    private static async Task AssertNoAllocationPerConnection(ServerProcess server, int served = 0, bool json = false, int? metricsPort = null,
+        Func<int, byte[], Task<byte[]>>? exchange = null)
     {
         exchange ??= EchoClient.EchoOnceAsync;
         byte[] data = "x"u8.ToArray();
@@ -104,6 +124,10 @@ public class ParentInvariantTests
         for (int i = 0; i < 1000; i++)
         {
             Assert.Equal(data, await exchange(server.Port, data));
+            if (metricsPort is int port && i % 100 == 50)
+            {
+                Assert.Equal(served + 20 + i + 1, MetricsTests.Value(await MetricsTests.ScrapeAsync(port), "tcpfork_connections_total"));
+            }
         }
         WaitForReaped(server, served + 20 + 1000, json);
         (long after, int gcAfter) = Stats(server, json);

@@ -68,7 +68,7 @@ internal static unsafe class ChildRole
     /// What a spawned child needs from the parent's options: <c>log=N;format=N;ts=0|1;as=N;cpu=N;nofile=N;nproc=N;parent=PID</c>,
     /// where <c>parent</c> (with <see cref="TcpForkServerOptions.DieWithParent"/>, else empty) is the pid to die with.
     /// </summary>
-    private static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
+    public static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
         $"log={(int)o.LogLevel};format={(int)o.LogFormat};ts={(o.LogTimestamps ? 1 : 0)};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
 
     /// <summary>
@@ -127,7 +127,7 @@ internal static unsafe class ChildRole
         return true;
     }
 
-    private static Settings DecodeSettings(string? text)
+    public static Settings DecodeSettings(string? text)
     {
         LogLevel level = LogLevel.Normal;
         LogFormat format = LogFormat.Text;

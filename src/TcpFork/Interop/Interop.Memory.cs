@@ -5,9 +5,9 @@ namespace TcpFork;
 internal static unsafe partial class Interop
 {
     internal const int PROT_READ = 1, PROT_WRITE = 2;
-    internal const int MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
+    internal const int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
     internal const uint MFD_CLOEXEC = 1;
-    internal const int MADV_WIPEONFORK = 18;
+    internal const int MADV_DONTFORK = 10, MADV_WIPEONFORK = 18;
     internal static readonly nint MAP_FAILED = -1;
 
     [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
@@ -21,4 +21,7 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "memfd_create", SetLastError = true)]
     internal static partial int MemfdCreate(byte* name, uint flags);
+
+    [LibraryImport(Libc, EntryPoint = "ftruncate", SetLastError = true)]
+    internal static partial int Ftruncate(int fd, long length);
 }

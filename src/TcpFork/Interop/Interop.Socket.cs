@@ -43,6 +43,21 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "shutdown", SetLastError = true)]
     internal static partial int Shutdown(int fd, int how);
 
+    internal const int SO_RCVTIMEO = 20, SO_SNDTIMEO = 21;
+
+    /// <summary>
+    /// SO_RCVTIMEO and SO_SNDTIMEO: a blocking read or write on <paramref name="fd"/> gives up (EAGAIN)
+    /// after <paramref name="milliseconds"/>. -1 with errno set on failure.
+    /// </summary>
+    internal static int SetTimeouts(int fd, long milliseconds)
+    {
+        long* timeval = stackalloc long[2];
+        timeval[0] = milliseconds / 1000;
+        timeval[1] = milliseconds % 1000 * 1000;
+        return SetSockOpt(fd, SOL_SOCKET, SO_RCVTIMEO, (int*)timeval, 2 * sizeof(long)) < 0
+            || SetSockOpt(fd, SOL_SOCKET, SO_SNDTIMEO, (int*)timeval, 2 * sizeof(long)) < 0 ? -1 : 0;
+    }
+
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
     private static partial nint SendOnce(int fd, byte* buffer, nuint len, int flags);
 

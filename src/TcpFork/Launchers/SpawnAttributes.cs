@@ -29,18 +29,29 @@ internal sealed unsafe class SpawnAttributes : IDisposable
     public void* FileActions { get; }
 
     /// <summary>Starts the file actions for one child: <paramref name="fd"/> duplicated onto each of <paramref name="targets"/>, everything above them and above stderr closed.</summary>
-    public void* Connection(int fd, ReadOnlySpan<int> targets)
+    public void* Connection(int fd, ReadOnlySpan<int> targets) => Connection(fd, targets, default);
+
+    /// <summary>
+    /// As <see cref="Connection(int, ReadOnlySpan{int})"/>, and <paramref name="also"/>'s descriptor onto its
+    /// target (none when that is 0), which is above every target of <paramref name="fd"/>; its descriptor
+    /// must be above that target too, so that no dup2 overwrites a descriptor still to be copied.
+    /// </summary>
+    public void* Connection(int fd, ReadOnlySpan<int> targets, (int Fd, int Target) also)
     {
         Interop.PosixSpawnFileActionsInit(FileActions);
         foreach (int target in targets)
         {
             Interop.PosixSpawnFileActionsAddDup2(FileActions, fd, target);
         }
-        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, Math.Max(3, targets[^1] + 1));
+        if (also.Target > 0)
+        {
+            Interop.PosixSpawnFileActionsAddDup2(FileActions, also.Fd, also.Target);
+        }
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, Math.Max(3, Math.Max(targets[^1], also.Target) + 1));
         return FileActions;
     }
 
-    /// <summary>Frees what <see cref="Connection"/> made, after the spawn.</summary>
+    /// <summary>Frees what <see cref="Connection(int, ReadOnlySpan{int}, ValueTuple{int, int})"/> made, after the spawn.</summary>
     public void Done() => Interop.PosixSpawnFileActionsDestroy(FileActions);
 
     public void Dispose()

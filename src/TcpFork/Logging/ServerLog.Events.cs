@@ -38,6 +38,15 @@ internal sealed partial class ServerLog
     public void SignalsUnblocked(string thread) =>
         Write("warning.signals-unblocked"u8, $"warning: thread '{thread:thread}' does not block SIGTERM/SIGINT/SIGHUP/SIGCHLD; such a signal may end tcpfork without a drain");
 
+    [LineFormat("metrics: serving /metrics on ADDR; scrapes served by ACTION children")]
+    public void MetricsListening(in SockAddr address, string action)
+    {
+        if (IsNormal)
+        {
+            Write("metrics.listening"u8, $"metrics: serving /metrics on {address:address}; scrapes served by {action:action} children");
+        }
+    }
+
     // ---- Each connection (-v) ----
 
     [LineFormat("pid P from ADDR")]
@@ -289,6 +298,31 @@ internal sealed partial class ServerLog
             default:
                 Write("warning.accept.repeated"u8, $"warning: accept: {reason:reason}; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;
+        }
+    }
+
+    // ---- Metrics scrapes (docs/metrics.md) ----
+
+    [LineFormat("warning: metrics: unable to ACTION a scrape child: REASON; closed the scrape from ADDR")]
+    public void ScrapeLaunchFailed(string action, Errno error, in SockAddr peer) =>
+        Write("warning.metrics.launch"u8, $"warning: metrics: unable to {action:action} a scrape child: {Interop.ErrorText(error):reason}; closed the scrape from {peer:peer}");
+
+    [LineFormat("metrics: N scrapes running; closed the scrape from ADDR")]
+    public void ScrapesBusy(in SockAddr peer, int running)
+    {
+        if (IsVerbose)
+        {
+            Write("metrics.busy"u8, $"metrics: {running:running} scrapes running; closed the scrape from {peer:peer}");
+        }
+    }
+
+    /// <summary>In a scrape child: the scrape was not answered with the metrics (REASON: what came, or an HTTP status sent).</summary>
+    [LineFormat("metrics: scrape from ADDR: REASON")]
+    public void ScrapeFailed(in SockAddr peer, string reason)
+    {
+        if (IsVerbose)
+        {
+            Write("metrics.scrape"u8, $"metrics: scrape from {peer:peer}: {reason:reason}");
         }
     }
 

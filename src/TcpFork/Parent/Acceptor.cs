@@ -5,7 +5,7 @@ namespace TcpFork;
 /// while backing off after a failure, or once stopped: clients then wait in the kernel's backlog, and
 /// no listener is polled in vain), accepting one connection, and what an accept error means.
 /// </summary>
-internal sealed unsafe class Acceptor(Listener[] listeners, Poller poller, RepeatedWarnings repeats, ServerLog log, TimeSpan backoff) : IDisposable
+internal sealed unsafe class Acceptor(Listener[] listeners, Poller poller, RepeatedWarnings repeats, ServerLog log, TimeSpan backoff, Counters counters) : IDisposable
 {
     /// <summary>True while the listeners are in the epoll set.</summary>
     public bool Polling { get; private set; }
@@ -31,6 +31,7 @@ internal sealed unsafe class Acceptor(Listener[] listeners, Poller poller, Repea
     /// <summary>Stops accepting for the back-off time (EMFILE, or fork failing with EAGAIN).</summary>
     public void BackOff(long now)
     {
+        counters.BackedOff();
         ResumeAt = now + (long)backoff.TotalMilliseconds;
         SetPolling(false);
     }
@@ -65,10 +66,13 @@ internal sealed unsafe class Acceptor(Listener[] listeners, Poller poller, Repea
     private void OnError(Errno error)
     {
         long now = Environment.TickCount64;
+        if (error == Errno.EAGAIN)
+        {
+            return;
+        }
+        counters.AcceptFailed();
         switch (error)
         {
-            case Errno.EAGAIN:
-                return;
             case Errno.EMFILE or Errno.ENFILE or Errno.ENOBUFS or Errno.ENOMEM:
                 if (repeats.First(Repeat.AcceptPaused, error, now))
                 {

@@ -36,10 +36,16 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly ServiceNotifier? _notifier;
     /// <summary>With the PROXY protocol on: connections waiting for their header.</summary>
     private readonly ProxyHeaders? _proxy;
+    /// <summary>The metrics' increments (docs/metrics.md), and with <c>--metrics</c> its listener and scrape children.</summary>
+    private readonly Counters _counters;
+    private readonly MetricsServer? _metrics;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
-        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null)
+        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null,
+        Counters? counters = null, MetricsServer? metrics = null)
     {
+        _counters = counters ?? Counters.Private(memory);
+        _metrics = metrics;
         _notifier = notifier;
         _served = memory.Allocate<long>(1);
         _launcher = launcher;
@@ -57,7 +63,8 @@ internal sealed unsafe class ParentLoop : IDisposable
         _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
         _proxy = ProxyHeaders.Create(options, _poller, _children, log, memory);
-        _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff);
+        _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff, _counters);
+        _metrics?.Watch(_poller);
     }
 
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
@@ -88,6 +95,10 @@ internal sealed unsafe class ParentLoop : IDisposable
                 {
                     AdmitAndLaunch(fd, ref c, Environment.TickCount64);
                 }
+            }
+            else if (tag == MetricsServer.Tag)
+            {
+                _metrics!.Accept();
             }
             else if (tag != Poller.SignalTag)
             {
@@ -154,6 +165,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             c.Local.Length = len;
         }
         c.Number = ++*_served;
+        _counters.Accepted();
         if (_proxy is null || _proxy.Begin(fd, ref c, now))
         {
             AdmitAndLaunch(fd, ref c, now);
@@ -201,6 +213,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             }
         }
         Interop.Close(fd);
+        _counters.Denied(verdict);
         if (verdict == Verdict.DenyTableFull && _repeats.First(Repeat.TableFull, 0, now))
         {
             _log.TableFull(c.Peer, _policy.Peers.Refused);
@@ -210,6 +223,7 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     private void LaunchFailed(Errno error, in SockAddr peer, long now)
     {
+        _counters.LaunchFailed();
         if (_repeats.First(Repeat.LaunchFailed, error, now, _launcher.Action))
         {
             _log.LaunchFailed(_launcher.Action, error, peer);
@@ -224,6 +238,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     {
         _repeats.Cleared(Repeat.LaunchFailed, now);
         _children.Add(pid, c.Peer, now, _keepConnections ? fd : -1);
+        _counters.Started();
         _policy.Started(c.Peer, now);
         _log.Launched(pid, c.Peer);
         _log.Ok(pid, c);
@@ -242,6 +257,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             if (_children.Remove(pid, out SockAddr peer, out int fd, out long started, out bool signalled))
             {
                 Reaped(pid, status, peer, fd, started, signalled);
+            }
+            else
+            {
+                _metrics?.Ended(pid);
             }
         }
         ResumeIfPossible(Environment.TickCount64);
@@ -264,6 +283,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _policy.Ended(peer);
         _drain.ChildEnded();
         _log.End(pid, status);
+        _counters.Ended(status, now - started);
         _startCheck.Ended(pid, status, now - started, now);
         _log.Status(_children.Count, _children.Capacity);
     }

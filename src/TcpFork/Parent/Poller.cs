@@ -7,8 +7,17 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class Poller : IDisposable
 {
-    /// <summary>The tag of the signalfd's events; a listener's tag is its index.</summary>
+    // Every epoll tag, in one place: a listener's is its index (below 2^32), a connection waiting for its
+    // PROXY header's is ProxySlotTag | its slot, and each fixed descriptor has one of its own at the top.
+
+    /// <summary>The tag of the signalfd's events.</summary>
     public const ulong SignalTag = ulong.MaxValue;
+    /// <summary>The tag of the <c>--metrics</c> listener's events.</summary>
+    public const ulong MetricsTag = ulong.MaxValue - 1;
+    /// <summary>Set in the tag of a connection waiting for its PROXY header; the low 32 bits are its slot.</summary>
+    public const ulong ProxySlotTag = 1UL << 32;
+
+    public static bool IsProxySlot(ulong tag) => tag >> 32 == 1;
     private const int MaxEvents = 32;
     private const int SignalBatch = 8;
 

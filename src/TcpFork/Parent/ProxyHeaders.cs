@@ -16,7 +16,7 @@ namespace TcpFork;
 internal sealed unsafe class ProxyHeaders
 {
     /// <summary>Poller tags of waiting connections have this bit set; the slot index is below it.</summary>
-    private const ulong TagBit = 1UL << 32;
+    private const ulong TagBit = Poller.ProxySlotTag;
 
     private struct Slot
     {
@@ -71,7 +71,7 @@ internal sealed unsafe class ProxyHeaders
     public long NextDeadline => _used == 0 ? Drain.NoDeadline : _slots[_head].Deadline;
 
     /// <summary>True for a poller tag of a waiting connection.</summary>
-    public static bool IsTag(ulong tag) => tag != Poller.SignalTag && (tag & TagBit) != 0;
+    public static bool IsTag(ulong tag) => Poller.IsProxySlot(tag);
 
     /// <summary>
     /// A connection just accepted: true when its header was already whole (<paramref name="c"/> then names
