@@ -6,7 +6,7 @@ internal static unsafe partial class Interop
 {
     internal const int O_CLOEXEC = 0x80000;
 
-    private const int F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, FD_CLOEXEC = 1;
+    private const int F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, FD_CLOEXEC = 1, F_DUPFD_CLOEXEC = 1030;
 
     [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Fcntl(int fd, int command, int argument);
@@ -21,6 +21,9 @@ internal static unsafe partial class Interop
         int statusFlags = fdFlags < 0 ? -1 : Fcntl(fd, F_GETFL, 0);
         return statusFlags < 0 || Fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC) < 0 || Fcntl(fd, F_SETFL, statusFlags | O_NONBLOCK) < 0 ? -1 : 0;
     }
+
+    /// <summary>fcntl(F_DUPFD_CLOEXEC): a close-on-exec copy of <paramref name="fd"/> at the lowest free number from <paramref name="atLeast"/>; -1 with errno set on failure.</summary>
+    internal static int DupCloseOnExec(int fd, int atLeast) => Fcntl(fd, F_DUPFD_CLOEXEC, atLeast);
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);

@@ -34,9 +34,11 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly long* _served;
     /// <summary>systemd's NOTIFY_SOCKET, when there is one.</summary>
     private readonly ServiceNotifier? _notifier;
+    /// <summary>SIGUSR2's upgrade in place (docs/upgrade.md); off unless TcpForkServerOptions.Upgrade.</summary>
+    private readonly Upgrade _upgrade;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
-        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null)
+        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null, Upgrade? upgrade = null)
     {
         _notifier = notifier;
         _served = memory.Allocate<long>(1);
@@ -55,12 +57,15 @@ internal sealed unsafe class ParentLoop : IDisposable
         _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
         _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff);
+        _upgrade = upgrade ?? Upgrade.AtStart(enabled: false, readyFd: -1)!;
+        _upgrade.Attach(listeners, _poller, log, notifier);
     }
 
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
     public int Run()
     {
         _acceptor.SetPolling(true);
+        _upgrade.Serving();
         _notifier?.Ready(_children.Count, Environment.TickCount64);
         while (_drain.Phase != StopPhase.Done)
         {
@@ -79,7 +84,11 @@ internal sealed unsafe class ParentLoop : IDisposable
         for (int i = 0, n = _poller.Wait(NextTimeout()); i < n; i++)
         {
             ulong tag = _poller.TagAt(i);
-            if (tag != Poller.SignalTag)
+            if (tag == Upgrade.Tag)
+            {
+                HandOverIfReady();
+            }
+            else if (tag != Poller.SignalTag)
             {
                 AcceptFrom((int)tag, AcceptBatch);
             }
@@ -105,6 +114,9 @@ internal sealed unsafe class ParentLoop : IDisposable
                 break;
             case Interop.SIGTERM or Interop.SIGINT:
                 _drain.Again(signal, Environment.TickCount64);
+                break;
+            case Interop.SIGUSR2:
+                _upgrade.Begin(_drain.Phase == StopPhase.Serving, Environment.TickCount64);
                 break;
             case Interop.SIGHUP:
                 _notifier?.Reloading();
@@ -221,6 +233,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             {
                 Reaped(pid, status, peer, fd, started, signalled);
             }
+            else
+            {
+                _upgrade.Reaped(pid, status);
+            }
         }
         ResumeIfPossible(Environment.TickCount64);
     }
@@ -260,11 +276,27 @@ internal sealed unsafe class ParentLoop : IDisposable
         _acceptor.Dispose();
     }
 
+    /// <summary>
+    /// The new parent serves: this one stops polling its listeners and closes its descriptors of them —
+    /// no SYN filter, no accepting the queue (the sockets are the new parent's too) — and drains.
+    /// </summary>
+    private void HandOverIfReady()
+    {
+        if (_upgrade.OnReadable(_children.Count))
+        {
+            _notifier?.HandOver();
+            _upgrade.ReleaseListeners();
+            _acceptor.Dispose();
+            _drain.BeginHandOver();
+        }
+    }
+
     private void RunTimers(long now)
     {
         _repeats.Tick(now);
         _timeouts.Check(now);
         _drain.Tick(now);
+        _upgrade.Tick(now);
         ResumeIfPossible(now);
         _notifier?.Tick(_children.Count, now);
     }
@@ -281,7 +313,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private int NextTimeout()
     {
         long now = Environment.TickCount64;
-        long next = Math.Min(Math.Min(_drain.Deadline, _timeouts.NextCheck), _notifier?.NextDeadline(_children.Count) ?? Drain.NoDeadline);
+        long next = Math.Min(Math.Min(_drain.Deadline, _timeouts.NextCheck), Math.Min(_notifier?.NextDeadline(_children.Count) ?? Drain.NoDeadline, _upgrade.Deadline));
         if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !_children.IsFull)
         {
             next = Math.Min(next, _acceptor.ResumeAt);
