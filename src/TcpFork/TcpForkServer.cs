@@ -170,7 +170,7 @@ public sealed class TcpForkServer
         // After the signal mask's re-exec above, which keeps the passed descriptors and the variables.
         // An upgrade's new parent takes its predecessor's listeners the same way, in place of --listen's.
         (int Fd, string? Name)[] activated = SocketActivation.Take(_options.SocketActivation, out int upgradeReadyFd);
-        Upgrade? upgrade = Upgrade.AtStart(_options.Upgrade, upgradeReadyFd);
+        Upgrade upgrade = Upgrade.AtStart(_options.Upgrade, upgradeReadyFd);
         if (activated.Length > 0 && _options.Listen.Count > 0 && upgradeReadyFd < 0)
         {
             throw new ArgumentException(

@@ -285,22 +285,24 @@ internal sealed partial class ServerLog
     }
 
     /// <summary>SIGUSR2 that starts nothing: upgrades off, one already under way (its new parent's pid), or the parent stopping.</summary>
-    [LineFormat("warning: upgrade: SIGUSR2 ignored: upgrades are off (--upgrade, TcpForkServerOptions.Upgrade)")]
-    [LineFormat("warning: upgrade: SIGUSR2 ignored: new parent P is starting")]
-    [LineFormat("warning: upgrade: SIGUSR2 ignored: stopping")]
+    [LineFormat("warning: upgrade: SIGNAME ignored: upgrades are off (--upgrade, TcpForkServerOptions.Upgrade)")]
+    [LineFormat("warning: upgrade: SIGNAME ignored: new parent P is starting")]
+    [LineFormat("warning: upgrade: SIGNAME ignored: stopping")]
     public void UpgradeIgnored(bool enabled, int startingPid)
     {
+        Span<byte> name = stackalloc byte[32];
+        name = name[..Interop.SignalName(Interop.SIGUSR2, name)];
         if (!enabled)
         {
-            Write("warning.upgrade-ignored"u8, $"warning: upgrade: SIGUSR2 ignored: upgrades are off (--upgrade, TcpForkServerOptions.Upgrade)");
+            Write("warning.upgrade-ignored"u8, $"warning: upgrade: {name:signal} ignored: upgrades are off (--upgrade, TcpForkServerOptions.Upgrade)");
         }
         else if (startingPid > 0)
         {
-            Write("warning.upgrade-ignored"u8, $"warning: upgrade: SIGUSR2 ignored: new parent {startingPid:pid} is starting");
+            Write("warning.upgrade-ignored"u8, $"warning: upgrade: {name:signal} ignored: new parent {startingPid:pid} is starting");
         }
         else
         {
-            Write("warning.upgrade-ignored"u8, $"warning: upgrade: SIGUSR2 ignored: stopping");
+            Write("warning.upgrade-ignored"u8, $"warning: upgrade: {name:signal} ignored: stopping");
         }
     }
 

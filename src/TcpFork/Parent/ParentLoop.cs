@@ -57,7 +57,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
         _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff);
-        _upgrade = upgrade ?? Upgrade.AtStart(enabled: false, readyFd: -1)!;
+        _upgrade = upgrade ?? Upgrade.AtStart(enabled: false, readyFd: -1);
         _upgrade.Attach(listeners, _poller, log, notifier);
     }
 

@@ -58,10 +58,9 @@ internal sealed unsafe class Upgrade
     /// <summary>
     /// At start, before the service manager's variables are removed: what an upgrade needs (the
     /// executable's path, the arguments, NOTIFY_SOCKET), when <paramref name="enabled"/>; and this
-    /// process's readiness pipe when it is itself an upgrade's new parent. Null when neither.
+    /// process's readiness pipe when it is itself an upgrade's new parent (-1 when it is not).
     /// </summary>
-    public static Upgrade? AtStart(bool enabled, int readyFd) =>
-        enabled || readyFd >= 0 ? new Upgrade(enabled, readyFd) : null;
+    public static Upgrade AtStart(bool enabled, int readyFd) => new(enabled, readyFd);
 
     /// <summary>The parent's pieces an upgrade works with, once the loop has them.</summary>
     public void Attach(Listener[] listeners, Poller poller, ServerLog log, ServiceNotifier? notifier)

@@ -26,7 +26,7 @@ public static partial class Native
         .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
         .Single(f => f[1].EndsWith($":{port:X4}", StringComparison.Ordinal) && f[3] == "0A")[9];
 
-    public const int SIGKILL = 9, SIGTERM = 15, SIGHUP = 1, SIGINT = 2;
+    public const int SIGKILL = 9, SIGTERM = 15, SIGHUP = 1, SIGINT = 2, SIGUSR2 = 12;
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);

@@ -1,0 +1,252 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Xunit.Abstractions;
+
+namespace TcpFork.Tests;
+
+/// <summary>
+/// SIGUSR2 with --upgrade (docs/upgrade.md): the parent starts its binary again and hands it the
+/// listeners; the new parent serves, the old one drains and exits 0; no connection is refused or cut.
+/// Every generation is found by its <c>upgrade: pid P took over</c> line and ended when the test ends.
+/// </summary>
+public sealed partial class UpgradeTests(ITestOutputHelper output)
+{
+    public static TheoryData<Flavor> Flavors() => new(Flavor.AotFork, Flavor.AotSpawn, Flavor.JitSpawn);
+
+    [Theory]
+    [MemberData(nameof(Flavors))]
+    public async Task The_new_parent_serves_new_connections_while_the_old_one_finishes_its_own_and_exits_0(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--upgrade");
+        try
+        {
+            using Socket held = EchoClient.Connect(server.Port);
+            Assert.Equal("one"u8.ToArray(), await EchoClient.RoundTripAsync(held, "one"u8.ToArray()));
+            int oldChild = int.Parse(server.WaitForLog(@"^tcpfork: ok (\d+) ").Split(' ')[2], CultureInfo.InvariantCulture);
+
+            server.Signal(Native.SIGUSR2);
+            int newPid = TookOver(server, server.Pid);
+            Assert.NotEqual(server.Pid, newPid);
+            server.WaitForLog($"^tcpfork: upgrade: new parent {newPid} serves; handing over 1 listeners, draining 1 connections$");
+
+            // A new connection is the new parent's child; the old parent has only its connection's and the new parent.
+            using Socket fresh = EchoClient.Connect(server.Port);
+            Assert.Equal("two"u8.ToArray(), await EchoClient.RoundTripAsync(fresh, "two"u8.ToArray()));
+            Assert.Single(Native.Children(newPid));
+            Assert.Equal([oldChild, newPid], Native.Children(server.Pid).Select(c => c.Pid).Order());
+
+            // The old connection was never cut, and is still served by the old generation's child.
+            Assert.Equal("three"u8.ToArray(), await EchoClient.RoundTripAsync(held, "three"u8.ToArray()));
+            Assert.False(server.HasExited);
+            held.Shutdown(SocketShutdown.Send);
+            Assert.Empty(await EchoClient.DrainAsync(held));
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            server.WaitForLog("^tcpfork: exit: 1 connections; 1 drained, 0 terminated, 0 killed$");
+
+            Assert.Equal("four"u8.ToArray(), await EchoClient.RoundTripAsync(fresh, "four"u8.ToArray()));
+            Assert.Equal("five"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "five"u8.ToArray()));
+        }
+        finally
+        {
+            EndGenerations(server);
+        }
+    }
+
+    [Fact]
+    public async Task Ten_upgrades_under_full_load_refuse_reset_and_fail_no_connection()
+    {
+        // Run from a copy, so the file can be replaced between two upgrades (as a package upgrade does: a new file renamed over the old).
+        string dir = Directory.CreateTempSubdirectory("tcpfork-upgrade-").FullName;
+        string exe = Path.Combine(dir, "tcpfork");
+        File.Copy(Binaries.AotBinary, exe);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", "--mode", "fork", "--upgrade"]);
+        try
+        {
+            long original = ExeInode(server.Pid, exe);
+            var clock = Stopwatch.StartNew();
+            Task<(int Code, string Stdout, string Stderr)> load = Task.Run(() =>
+                Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, "bench", $"127.0.0.1:{server.Port}", "-d", "20", "-c", "4", "--json"));
+            List<int> generations = [server.Pid];
+            for (int i = 0; i < 10; i++)
+            {
+                // Upgrades spread over the load's 20 s: one every 1.7 s from 1 s on (a schedule, not a wait for an event).
+                TimeSpan due = TimeSpan.FromSeconds(1 + (1.7 * i)) - clock.Elapsed;
+                if (due > TimeSpan.Zero)
+                {
+                    await Task.Delay(due);
+                }
+                if (i == 5)
+                {
+                    File.Copy(Binaries.AotBinary, exe + ".new");
+                    File.Move(exe + ".new", exe, overwrite: true);
+                }
+                Assert.Equal(0, Native.Kill(generations[^1], Native.SIGUSR2));
+                generations.Add(TookOver(server, generations[^1]));
+                // Generations after the replacement run the new file, those before it the original.
+                Assert.Equal(i >= 5, ExeInode(generations[^1], exe) != original);
+            }
+            (int code, string stdout, string stderr) = await load;
+            JsonElement result = JsonDocument.Parse(stdout).RootElement;
+            output.WriteLine($"generations {string.Join(' ', generations)}; bench: {stdout}");
+            Assert.True(code == 0, stdout + stderr);
+            Assert.Equal(0, result.GetProperty("failed").GetInt64());
+            Assert.All(result.GetProperty("failures").EnumerateObject(), f => Assert.Equal(0, f.Value.GetInt64()));
+            Assert.True(result.GetProperty("ok").GetInt64() > 1000, stdout);
+            Assert.Equal(11, generations.Distinct().Count());
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            // Every old generation drained and exited; the last one serves.
+            foreach (int old in generations[..^1])
+            {
+                Assert.True(Native.WaitForExit(Native.PidFd(old), TimeSpan.FromSeconds(20)) || !Native.IsAlive(old), $"generation {old} still running");
+            }
+            server.WaitForLogCount("^tcpfork: exit: ", 10);
+            Assert.Equal("last"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "last"u8.ToArray()));
+        }
+        finally
+        {
+            EndGenerations(server);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Under_systemd_socket_activate_the_passed_socket_goes_from_generation_to_generation_and_MAINPID_follows()
+    {
+        int port = SystemdTests.FreePort();
+        using var notify = new SystemdTests.NotifySocket();
+        using ServerProcess server = SystemdTests.ActivatedTcp(port, [Binaries.AotBinary, "echo", "--mode", "fork", "--upgrade"], out Socket first,
+            new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Address });
+        try
+        {
+            using (first)
+            {
+                Assert.Equal("first"u8.ToArray(), await EchoClient.RoundTripAsync(first, "first"u8.ToArray()));
+            }
+            Assert.StartsWith("READY=1\n", notify.Receive());
+            string listener = $"socket:[{Native.ListeningInode(port)}]";
+            Task<(int Code, string Stdout, string Stderr)> load = Task.Run(() =>
+                Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, "bench", $"127.0.0.1:{port}", "-d", "6", "-c", "4", "--json"));
+            int current = server.Pid;
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal(0, Native.Kill(current, Native.SIGUSR2));
+                int next = TookOver(server, current);
+                Assert.Matches("^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\n$", NextNotStatus(notify));
+                Assert.Equal($"MAINPID={next}\n", NextNotStatus(notify));
+                Assert.StartsWith("READY=1\n", NextNotStatus(notify));
+                // The very socket systemd-socket-activate bound, still named as the service manager's.
+                Assert.Contains(listener, Directory.GetFiles($"/proc/{next}/fd").Select(f => new FileInfo(f).LinkTarget));
+                server.WaitForLog($@"^tcpfork: start: pid {next} mode fork listen systemd:web=127\.0\.0\.1:{port} ");
+                current = next;
+                await Task.Delay(TimeSpan.FromSeconds(1.5)); // a schedule: upgrades spread over the load
+            }
+            (int code, string stdout, string stderr) = await load;
+            output.WriteLine(stdout);
+            Assert.True(code == 0, stdout + stderr);
+            Assert.Equal(0, JsonDocument.Parse(stdout).RootElement.GetProperty("failed").GetInt64());
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+        }
+        finally
+        {
+            EndGenerations(server);
+        }
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task A_new_binary_that_fails_to_start_leaves_the_old_parent_serving_and_a_later_upgrade_works()
+    {
+        string dir = Directory.CreateTempSubdirectory("tcpfork-upgrade-").FullName;
+        string exe = Path.Combine(dir, "tcpfork");
+        File.Copy(Binaries.AotBinary, exe);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", "--mode", "fork", "--upgrade"]);
+        try
+        {
+            File.Move(exe, exe + ".good");
+            File.WriteAllText(exe, "#!/bin/sh\nsleep 1\nexit 1\n");
+            File.SetUnixFileMode(exe, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+
+            server.Signal(Native.SIGUSR2);
+            int failed = int.Parse(Regex.Match(server.WaitForLog(@"^tcpfork: upgrade: started .* as pid \d+;"), @"as pid (\d+);").Groups[1].Value, CultureInfo.InvariantCulture);
+            // A second SIGUSR2 while the first new parent is starting changes nothing.
+            server.Signal(Native.SIGUSR2);
+            server.WaitForLog($"^tcpfork: warning: upgrade: SIGUSR2 ignored: new parent {failed} is starting$");
+            server.WaitForLog($"^tcpfork: warning: upgrade: new parent {failed} exited with status 1 before serving; serving on$");
+            Assert.Equal("still"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "still"u8.ToArray()));
+            Assert.DoesNotContain(Native.Children(server.Pid), c => c.Pid == failed); // reaped, no zombie
+            Assert.DoesNotContain(server.StderrLines, l => l.Contains("unknown", StringComparison.Ordinal));
+
+            File.Move(exe + ".good", exe, overwrite: true);
+            server.Signal(Native.SIGUSR2);
+            int next = TookOver(server, server.Pid);
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            Assert.Equal("again"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "again"u8.ToArray()));
+            Assert.True(Native.IsAlive(next));
+        }
+        finally
+        {
+            EndGenerations(server);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Without_upgrade_SIGUSR2_is_logged_and_ignored()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork);
+        server.Signal(Native.SIGUSR2);
+        server.WaitForLog(@"^tcpfork: warning: upgrade: SIGUSR2 ignored: upgrades are off \(--upgrade, TcpForkServerOptions.Upgrade\)$");
+        Assert.Equal("on"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "on"u8.ToArray()));
+        Assert.Empty(Native.Children(server.Pid));
+    }
+
+    /// <summary>The pid of the generation that took over from <paramref name="from"/>, from its log line.</summary>
+    private static int TookOver(ServerProcess server, int from) =>
+        int.Parse(server.WaitForLog($@"^tcpfork: upgrade: pid (\d+) took over \d+ listeners from pid {from}$", TimeSpan.FromSeconds(30)).Split(' ')[3], CultureInfo.InvariantCulture);
+
+    /// <summary>Ends every generation the log names (SIGTERM, then SIGKILL) and their children: no stray process.</summary>
+    private static void EndGenerations(ServerProcess server)
+    {
+        foreach (Match m in server.StderrLines.Select(l => TookOverLine().Match(l)).Where(m => m.Success))
+        {
+            int pid = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+            List<int> children = Native.Children(pid).Select(c => c.Pid).ToList();
+            int pidFd = Native.PidFd(pid);
+            if (pidFd < 0)
+            {
+                continue; // gone already
+            }
+            Native.Kill(pid, Native.SIGTERM);
+            if (!Native.WaitForExit(pidFd, TimeSpan.FromSeconds(10)))
+            {
+                Native.Kill(pid, Native.SIGKILL);
+            }
+            children.ForEach(c => Native.Kill(c, Native.SIGKILL));
+        }
+    }
+
+    /// <summary>The inode of <paramref name="exe"/> as process <paramref name="pid"/> has it mapped (its executable's file, replaced or not).</summary>
+    private static long ExeInode(int pid, string exe) =>
+        long.Parse(File.ReadLines($"/proc/{pid}/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .First(f => f.Length >= 6 && f[5] == exe)[4], CultureInfo.InvariantCulture);
+
+    /// <summary>The next sd_notify datagram that is not a periodic STATUS= (those come whenever the load changes the count).</summary>
+    private static string NextNotStatus(SystemdTests.NotifySocket notify)
+    {
+        for (int i = 0; i < 1000; i++)
+        {
+            string message = notify.Receive();
+            if (!message.StartsWith("STATUS=", StringComparison.Ordinal))
+            {
+                return message;
+            }
+        }
+        throw new InvalidOperationException("only STATUS= messages");
+    }
+
+    [GeneratedRegex(@"^tcpfork: upgrade: pid (\d+) took over ")]
+    private static partial Regex TookOverLine();
+}
