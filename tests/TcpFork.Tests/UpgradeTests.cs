@@ -37,6 +37,11 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             Assert.Equal("two"u8.ToArray(), await EchoClient.RoundTripAsync(fresh, "two"u8.ToArray()));
             Assert.Single(Native.Children(newPid));
             Assert.Equal([oldChild, newPid], Native.Children(server.Pid).Select(c => c.Pid).Order());
+            if (flavor == Flavor.AotFork)
+            {
+                // The new parent keeps the invariants: one thread beside the runtime's finalizer.
+                Assert.Equal(["tcpfork", ".NET Finalizer"], Native.ThreadNames(newPid).Order().Reverse());
+            }
 
             // The old connection was never cut, and is still served by the old generation's child.
             Assert.Equal("three"u8.ToArray(), await EchoClient.RoundTripAsync(held, "three"u8.ToArray()));
