@@ -105,7 +105,8 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             // Every old generation drained and exited; the last one serves.
             foreach (int old in generations[..^1])
             {
-                Assert.True(Native.WaitForExit(Native.PidFd(old), TimeSpan.FromSeconds(20)) || !Native.IsAlive(old), $"generation {old} still running");
+                Assert.True(Native.WaitForExit(Native.PidFd(old), TimeSpan.FromSeconds(20)) || !Native.IsAlive(old),
+                    $"generation {old} still running: {Native.StateOf(old)}, children {string.Join(' ', Native.Children(old).Select(c => $"{c.Pid}:{c.State}:{File.ReadAllText($"/proc/{c.Pid}/wchan")}"))}; stderr:\n{server.Stderr}");
             }
             server.WaitForLogCount("^tcpfork: exit: ", 10);
             Assert.Equal("last"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "last"u8.ToArray()));
@@ -195,6 +196,61 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
         {
             EndGenerations(server);
             Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_stop_signal_to_the_old_parent_while_it_drains_after_the_hand_over_starts_the_usual_drain_and_spares_the_new_one()
+    {
+        using ServerProcess server = ServerProcess.StartEcho(Flavor.AotFork, "--upgrade", "--drain-timeout", "1");
+        try
+        {
+            using Socket held = EchoClient.Connect(server.Port);
+            Assert.Equal("one"u8.ToArray(), await EchoClient.RoundTripAsync(held, "one"u8.ToArray()));
+            server.Signal(Native.SIGUSR2);
+            int newPid = TookOver(server, server.Pid);
+            server.WaitForLog($"^tcpfork: upgrade: new parent {newPid} serves; handing over 1 listeners, draining 1 connections$");
+            // A second SIGUSR2 to the old parent, draining now, changes nothing.
+            server.Signal(Native.SIGUSR2);
+            server.WaitForLog("^tcpfork: warning: upgrade: SIGUSR2 ignored: stopping$");
+
+            server.Signal(Native.SIGTERM);
+            server.WaitForLog("^tcpfork: stop: SIGTERM; draining 1 connections for up to 1 s$");
+            server.WaitForLog("^tcpfork: stop: drain timeout; sent SIGTERM to 1 children");
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            Assert.Empty(await EchoClient.DrainAsync(held)); // its child ended: EOF
+            Assert.True(Native.IsAlive(newPid));
+            Assert.Equal("new"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "new"u8.ToArray()));
+        }
+        finally
+        {
+            EndGenerations(server);
+        }
+    }
+
+    [Fact]
+    public async Task A_unix_socket_and_its_file_pass_to_the_new_parent_which_removes_the_file_when_it_stops()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"tcpfork-upgrade-{Guid.NewGuid():N}.sock");
+        using ServerProcess server = ServerProcess.StartUnixEcho(Flavor.AotFork, path, "--upgrade");
+        try
+        {
+            server.Signal(Native.SIGUSR2);
+            int newPid = TookOver(server, server.Pid);
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            Assert.True(File.Exists(path), "the old parent removed the socket file the new one serves");
+            using (Socket s = EchoClient.ConnectUnix(path))
+            {
+                Assert.Equal("unix"u8.ToArray(), await EchoClient.RoundTripAsync(s, "unix"u8.ToArray()));
+            }
+            Assert.Equal(0, Native.Kill(newPid, Native.SIGTERM));
+            Assert.True(Native.WaitForExit(Native.PidFd(newPid), TimeSpan.FromSeconds(20)));
+            Assert.False(File.Exists(path), "the new parent, its owner now, removes the file when it stops");
+        }
+        finally
+        {
+            EndGenerations(server);
+            File.Delete(path);
         }
     }
 
