@@ -36,8 +36,8 @@ internal sealed unsafe class Upgrade
     private Poller? _poller;
     private ServerLog? _log;
     private ServiceNotifier? _notifier;
-    /// <summary>The old parent's side: the pipe's read end while waiting for the new parent; -1 otherwise.</summary>
-    private int _waitingFd = -1;
+    /// <summary>The old parent's side: the pipe's read end while waiting for the new parent (a forked child closes it); null otherwise.</summary>
+    private SafeFd? _waiting;
     private bool _handedOver;
 
     private Upgrade(bool enabled, int readyFd)
@@ -116,8 +116,8 @@ internal sealed unsafe class Upgrade
             return;
         }
         NewPid = pid;
-        _waitingFd = pipe[0];
-        _poller!.Watch(_waitingFd, Tag, on: true);
+        _waiting = new SafeFd(pipe[0]);
+        _poller!.Watch(pipe[0], Tag, on: true);
         Deadline = now + ReadyTimeoutMs;
         _notifier?.Reloading();
         _log!.UpgradeStarted(_path, pid, ReadyTimeoutMs);
@@ -166,7 +166,7 @@ internal sealed unsafe class Upgrade
     public bool OnReadable(int active)
     {
         byte b;
-        nint r = Interop.Read(_waitingFd, &b, 1);
+        nint r = _waiting is null ? 0 : Interop.Read(_waiting.Fd, &b, 1);
         if (r < 0)
         {
             return false; // EAGAIN: nothing yet
@@ -197,7 +197,7 @@ internal sealed unsafe class Upgrade
         {
             return false;
         }
-        if (_waitingFd >= 0)
+        if (_waiting is not null)
         {
             StopWaiting();
         }
@@ -213,7 +213,7 @@ internal sealed unsafe class Upgrade
     /// <summary>No word from the new parent in time: it is killed (and reaped, and logged, as any failed one).</summary>
     public void Tick(long now)
     {
-        if (_waitingFd >= 0 && now >= Deadline)
+        if (_waiting is not null && now >= Deadline)
         {
             Interop.Kill(NewPid, Interop.SIGKILL);
             _log!.UpgradeTimedOut(NewPid, ReadyTimeoutMs);
@@ -223,9 +223,12 @@ internal sealed unsafe class Upgrade
 
     private void StopWaiting()
     {
-        _poller!.Watch(_waitingFd, Tag, on: false);
-        Interop.Close(_waitingFd);
-        _waitingFd = -1;
+        if (_waiting is not null)
+        {
+            _poller!.Watch(_waiting.Fd, Tag, on: false);
+            _waiting.Dispose();
+            _waiting = null;
+        }
         Deadline = Drain.NoDeadline;
     }
 }
