@@ -12,8 +12,14 @@ namespace TcpFork.Tests;
 /// listeners; the new parent serves, the old one drains and exits 0; no connection is refused or cut.
 /// Every generation is found by its <c>upgrade: pid P took over</c> line and ended when the test ends.
 /// </summary>
-public sealed partial class UpgradeTests(ITestOutputHelper output)
+public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
 {
+    /// <summary>
+    /// Each generation seen, with a pidfd opened the moment its line was read: pids wrap around within
+    /// seconds on a busy machine, and a pidfd waits for and signals that process, never a later one.
+    /// </summary>
+    private readonly Dictionary<int, int> _generations = [];
+
     public static TheoryData<Flavor> Flavors() => new(Flavor.AotFork, Flavor.AotSpawn, Flavor.JitSpawn);
 
     [Theory]
@@ -88,7 +94,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
                     File.Copy(Binaries.AotBinary, exe + ".new");
                     File.Move(exe + ".new", exe, overwrite: true);
                 }
-                Assert.Equal(0, Native.Kill(generations[^1], Native.SIGUSR2));
+                Assert.Equal(0, Signal(generations[^1], Native.SIGUSR2));
                 generations.Add(TookOver(server, generations[^1]));
                 // Generations after the replacement run the new file, those before it the original.
                 Assert.Equal(i >= 5, ExeInode(generations[^1], exe) != original);
@@ -103,9 +109,9 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             Assert.Equal(11, generations.Distinct().Count());
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
             // Every old generation drained and exited; the last one serves.
-            foreach (int old in generations[..^1])
+            foreach (int old in generations[1..^1])
             {
-                Assert.True(Native.WaitForExit(Native.PidFd(old), TimeSpan.FromSeconds(20)) || !Native.IsAlive(old),
+                Assert.True(Exited(old, TimeSpan.FromSeconds(20)),
                     $"generation {old} still running: {Native.StateOf(old)}, children {string.Join(' ', Native.Children(old).Select(c => $"{c.Pid}:{c.State}:{File.ReadAllText($"/proc/{c.Pid}/wchan")}"))}; stderr:\n{server.Stderr}");
             }
             server.WaitForLogCount("^tcpfork: exit: ", 10);
@@ -138,7 +144,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             int current = server.Pid;
             for (int i = 0; i < 3; i++)
             {
-                Assert.Equal(0, Native.Kill(current, Native.SIGUSR2));
+                Assert.Equal(0, Signal(current, Native.SIGUSR2));
                 int next = TookOver(server, current);
                 Assert.Matches("^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\n$", NextNotStatus(notify));
                 Assert.Equal($"MAINPID={next}\n", NextNotStatus(notify));
@@ -190,7 +196,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             int next = TookOver(server, server.Pid);
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
             Assert.Equal("again"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "again"u8.ToArray()));
-            Assert.True(Native.IsAlive(next));
+            Assert.False(Exited(next, TimeSpan.Zero));
         }
         finally
         {
@@ -219,7 +225,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             server.WaitForLog("^tcpfork: stop: drain timeout; sent SIGTERM to 1 children");
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
             Assert.Empty(await EchoClient.DrainAsync(held)); // its child ended: EOF
-            Assert.True(Native.IsAlive(newPid));
+            Assert.False(Exited(newPid, TimeSpan.Zero));
             Assert.Equal("new"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "new"u8.ToArray()));
         }
         finally
@@ -243,8 +249,8 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             {
                 Assert.Equal("unix"u8.ToArray(), await EchoClient.RoundTripAsync(s, "unix"u8.ToArray()));
             }
-            Assert.Equal(0, Native.Kill(newPid, Native.SIGTERM));
-            Assert.True(Native.WaitForExit(Native.PidFd(newPid), TimeSpan.FromSeconds(20)));
+            Assert.Equal(0, Native.PidFdSignal(_generations[newPid], Native.SIGTERM));
+            Assert.True(Exited(newPid, TimeSpan.FromSeconds(20)));
             Assert.False(File.Exists(path), "the new parent, its owner now, removes the file when it stops");
         }
         finally
@@ -264,28 +270,59 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
         Assert.Empty(Native.Children(server.Pid));
     }
 
-    /// <summary>The pid of the generation that took over from <paramref name="from"/>, from its log line.</summary>
-    private static int TookOver(ServerProcess server, int from) =>
-        int.Parse(server.WaitForLog($@"^tcpfork: upgrade: pid (\d+) took over \d+ listeners from pid {from}$", TimeSpan.FromSeconds(30)).Split(' ')[3], CultureInfo.InvariantCulture);
+    /// <summary>The pid of the generation that took over from <paramref name="from"/>, from its log line; tracked from then on.</summary>
+    private int TookOver(ServerProcess server, int from)
+    {
+        int pid = int.Parse(server.WaitForLog($@"^tcpfork: upgrade: pid (\d+) took over \d+ listeners from pid {from}$", TimeSpan.FromSeconds(30)).Split(' ')[3], CultureInfo.InvariantCulture);
+        _generations.TryAdd(pid, Native.PidFd(pid));
+        return pid;
+    }
 
-    /// <summary>Ends every generation the log names (SIGTERM, then SIGKILL) and their children: no stray process.</summary>
-    private static void EndGenerations(ServerProcess server)
+    /// <summary>A signal to a generation: through its pidfd once tracked (the first is the test's own child).</summary>
+    private int Signal(int pid, int signal) =>
+        _generations.TryGetValue(pid, out int pidFd) ? Native.PidFdSignal(pidFd, signal) : Native.Kill(pid, signal);
+
+    /// <summary>Waits for tracked generation <paramref name="pid"/> to exit; true once it has.</summary>
+    private bool Exited(int pid, TimeSpan timeout) =>
+        _generations[pid] < 0 || Native.WaitForExit(_generations[pid], timeout, close: false);
+
+    /// <summary>
+    /// Ends every generation (SIGTERM through its pidfd, then SIGKILL) and their children: no stray process.
+    /// One the test did not wait for is found by its log line, and signalled only while its pid is still a tcpfork.
+    /// </summary>
+    private void EndGenerations(ServerProcess server)
     {
         foreach (Match m in server.StderrLines.Select(l => TookOverLine().Match(l)).Where(m => m.Success))
         {
             int pid = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
-            List<int> children = Native.Children(pid).Select(c => c.Pid).ToList();
-            int pidFd = Native.PidFd(pid);
-            if (pidFd < 0)
+            if (!_generations.ContainsKey(pid))
             {
-                continue; // gone already
+                int pidFd = Native.PidFd(pid);
+                bool ours = pidFd >= 0 && File.ReadAllText($"/proc/{pid}/cmdline").Contains("tcpfork", StringComparison.Ordinal);
+                _generations[pid] = ours ? pidFd : -1;
+                if (!ours && pidFd >= 0)
+                {
+                    Native.CloseFd(pidFd);
+                }
             }
-            Native.Kill(pid, Native.SIGTERM);
-            if (!Native.WaitForExit(pidFd, TimeSpan.FromSeconds(10)))
+        }
+        foreach ((int pid, int pidFd) in _generations.Where(g => g.Value >= 0))
+        {
+            List<int> children = Native.Children(pid).Select(c => c.Pid).ToList();
+            Native.PidFdSignal(pidFd, Native.SIGTERM);
+            if (!Native.WaitForExit(pidFd, TimeSpan.FromSeconds(10), close: false))
             {
-                Native.Kill(pid, Native.SIGKILL);
+                Native.PidFdSignal(pidFd, Native.SIGKILL);
             }
             children.ForEach(c => Native.Kill(c, Native.SIGKILL));
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (int pidFd in _generations.Values.Where(fd => fd >= 0))
+        {
+            Native.CloseFd(pidFd);
         }
     }
 
