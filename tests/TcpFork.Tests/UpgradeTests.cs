@@ -260,6 +260,32 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [SkippableFact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task After_user_the_new_parent_starts_as_that_user_and_serves()
+    {
+        Skip.If(Environment.UserName != "root", "--user needs root to switch users");
+        string dir = Directory.CreateTempSubdirectory("tcpfork-upgrade-").FullName;
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        string exe = Path.Combine(dir, "tcpfork");
+        File.Copy(Binaries.AotBinary, exe);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", "--mode", "fork", "--upgrade", "--user", "nobody"]);
+        try
+        {
+            server.Signal(Native.SIGUSR2);
+            int next = TookOver(server, server.Pid);
+            // Started unprivileged by a parent that had dropped root: nothing left to drop (setgroups would fail).
+            Assert.Equal(Native.StatusField(server.Pid, "Uid"), Native.StatusField(next, "Uid"));
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            Assert.Equal("nobody"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "nobody"u8.ToArray()));
+        }
+        finally
+        {
+            EndGenerations(server);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Without_upgrade_SIGUSR2_is_logged_and_ignored()
     {
