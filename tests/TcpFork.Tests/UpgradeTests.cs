@@ -272,10 +272,12 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
         using ServerProcess server = ServerProcess.Start(exe, ["echo", "--mode", "fork", "--upgrade", "--user", "nobody"]);
         try
         {
+            string nobody = Native.StatusField(server.Pid, "Uid"); // read now: the old parent, with no connection, exits at the hand-over
+            Assert.DoesNotMatch(@"^0\s", nobody);
             server.Signal(Native.SIGUSR2);
             int next = TookOver(server, server.Pid);
             // Started unprivileged by a parent that had dropped root: nothing left to drop (setgroups would fail).
-            Assert.Equal(Native.StatusField(server.Pid, "Uid"), Native.StatusField(next, "Uid"));
+            Assert.Equal(nobody, Native.StatusField(next, "Uid"));
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
             Assert.Equal("nobody"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "nobody"u8.ToArray()));
         }
