@@ -32,6 +32,7 @@ internal static class LibraryNames
         ("TcpForkServerOptions.MaxPerIp", "--max-per-ip"),
         ("TcpForkServerOptions.Backlog", "--backlog"),
         ("TcpForkServerOptions.ReusePort", "--reuse-port"),
+        ("TcpForkServerOptions.Upgrade", "--upgrade"),
         ("TcpForkServerOptions.Listen", "--listen"),
         ("TcpForkServerOptions.Group", "--group"),
         ("TcpForkServerOptions.Metrics", "--metrics"),

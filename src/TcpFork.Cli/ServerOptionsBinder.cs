@@ -121,6 +121,11 @@ internal sealed class ServerOptionsBinder
         Description = "SO_REUSEPORT: several tcpfork instances (same user, each with --reuse-port) share the port; the kernel spreads connections among them.",
     };
 
+    private readonly Option<bool> _upgrade = new("--upgrade")
+    {
+        Description = "SIGUSR2 re-executes the tcpfork binary at its path (replaced or not) with the same arguments and hands it the listeners; the old parent drains and exits (docs/upgrade.md).",
+    };
+
     private readonly Option<bool> _dieWithParent = new("--die-with-parent")
     {
         Description = "Children get SIGKILL when the parent dies without a drain (killed, crashed); by default they finish their connections.",
@@ -174,6 +179,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_keepAlive);
         command.Options.Add(_reusePort);
         command.Options.Add(_metrics);
+        command.Options.Add(_upgrade);
         foreach (Option o in new Option[] { _allow, _deny, _rules, _maxPerIp, _maxPerIpMessage, _ipv6Prefix, _rate, _idleTimeout, _maxLifetime, _limitAs, _limitCpu, _limitNofile, _limitNproc, _user, _group, _dieWithParent, _proxyProtocol, _proxyFrom, _proxyTimeout })
         {
             command.Options.Add(o);
@@ -256,6 +262,7 @@ internal sealed class ServerOptionsBinder
         }
         o.ProxyTimeout = r.GetValue(_proxyTimeout) is double proxyTimeout ? TimeSpan.FromSeconds(proxyTimeout) : o.ProxyTimeout;
         o.Metrics = r.GetValue(_metrics);
+        o.Upgrade = r.GetValue(_upgrade);
         return o;
     }
 

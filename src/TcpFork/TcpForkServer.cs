@@ -172,19 +172,22 @@ public sealed class TcpForkServer
             log.ServingInSpawnMode(string.Join(", ", extraThreads));
         }
         // After the signal mask's re-exec above, which keeps the passed descriptors and the variables.
-        (int Fd, string Name)[] activated = _options.SocketActivation ? SocketActivation.Take() : [];
-        if (activated.Length > 0 && _options.Listen.Count > 0)
+        // An upgrade's new parent takes its predecessor's listeners the same way, in place of --listen's.
+        (int Fd, string? Name)[] activated = SocketActivation.Take(_options.SocketActivation, out int upgradeReadyFd);
+        Upgrade upgrade = Upgrade.AtStart(_options.Upgrade, upgradeReadyFd);
+        if (activated.Length > 0 && _options.Listen.Count > 0 && upgradeReadyFd < 0)
         {
             throw new ArgumentException(
                 $"TcpForkServerOptions.Listen cannot be combined with socket activation: the service manager passed {activated.Length} socket(s) (LISTEN_FDS); listen on them alone, or move the addresses into the .socket unit");
         }
         ServiceNotifier? notifier = _options.NotifyServiceManager ? ServiceNotifier.FromEnvironment(_options.MaxConnections, memory) : null;
-        IEnumerable<ListenAddress> addresses = _options.Listen.Count > 0 || activated.Length > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
+        IEnumerable<ListenAddress> addresses = upgradeReadyFd >= 0 ? []
+            : _options.Listen.Count > 0 || activated.Length > 0 ? _options.Listen : [ListenAddress.Parse("127.0.0.1:0")];
         SockAddr[] resolved = addresses.SelectMany(a => a.Resolve()).ToArray();
         var listeners = new List<Listener>();
         try
         {
-            foreach ((int fd, string name) in activated)
+            foreach ((int fd, string? name) in activated)
             {
                 listeners.Add(Listener.Adopt(fd, name, _options));
             }
@@ -207,7 +210,7 @@ public sealed class TcpForkServer
         Counters counters = metrics?.Counters ?? Counters.Private(memory);
         counters.Start(launcher.Action, _options.MaxConnections);
         using var meter = new TcpForkMeter(counters);
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier, counters, metrics);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier, counters, metrics, upgrade);
         ParentMemory.Settle();
         if (forks)
         {

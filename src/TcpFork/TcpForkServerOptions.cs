@@ -101,6 +101,17 @@ public sealed class TcpForkServerOptions
     /// </summary>
     public bool ReusePort { get; set; }
 
+    /// <summary>
+    /// Whether SIGUSR2 upgrades the server in place (as nginx's does): the parent starts its executable
+    /// again — the file at the path it was started from, so a replaced binary — with the same arguments,
+    /// hands it the listening sockets, and once the new parent says it serves, stops accepting and drains
+    /// its own children, however long they run, then exits 0. No connection is refused or cut. The new
+    /// parent runs <c>Main</c> again and must build the same server: it serves the sockets handed over
+    /// instead of <see cref="Listen"/>. Without it SIGUSR2 is logged and ignored. See docs/upgrade.md.
+    /// Defaults to false.
+    /// </summary>
+    public bool Upgrade { get; set; }
+
     /// <summary>How long the parent stops accepting after a resource error (EMFILE, a failed fork…). Defaults to 100 ms.</summary>
     public TimeSpan ErrorBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
 

@@ -295,6 +295,7 @@ public partial class LogFormatTests
         return t switch
         {
             _ when t == typeof(int) && p.Name == "waitStatus" => [3 << 8], // exited 3 (the sample, 7, is SIGBUS)
+            _ when t == typeof(int) && p.Name == "startingPid" => [0], // no upgrade under way: the parent is stopping
             _ when t == typeof(bool) => [false],
             _ when t == typeof(Repeat) => Enum.GetValues<Repeat>().Where(r => r != Repeat.LaunchFailed).Cast<object>(),
             _ when t == typeof(RepeatEnd) => Enum.GetValues<RepeatEnd>().Where(r => r != RepeatEnd.Cleared).Cast<object>(),

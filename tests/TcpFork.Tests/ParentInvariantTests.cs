@@ -25,6 +25,7 @@ public class ParentInvariantTests
     [InlineData(Flavor.AotFork, "echo --metrics 127.0.0.1:0")]
     [InlineData(Flavor.AotSpawn, "echo --metrics 127.0.0.1:0")]
     [InlineData(Flavor.AotFork, "exec --metrics 127.0.0.1:0")]
+    [InlineData(Flavor.AotFork, "echo --upgrade")]
     public async Task Invariant_3_the_accept_launch_reap_path_allocates_0_bytes_per_connection(Flavor flavor, string command)
     {
         string[] words = command.Split(' ');
@@ -142,7 +143,7 @@ public class ParentInvariantTests
         await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => EchoClient.EchoOnceAsync(server.Port, new byte[100])));
         List<string> names = Native.ThreadNames(server.Pid);
         Assert.Equal(["tcpfork", ".NET Finalizer"], names.Order().Reverse());
-        const ulong handled = (1UL << 16) | (1UL << 14) | (1UL << 1) | (1UL << 0); // CHLD TERM INT HUP
+        const ulong handled = (1UL << 16) | (1UL << 14) | (1UL << 11) | (1UL << 1) | (1UL << 0); // CHLD TERM USR2 INT HUP
         foreach (string task in Directory.GetDirectories($"/proc/{server.Pid}/task"))
         {
             ulong blocked = ulong.Parse(Native.StatusField(server.Pid, "SigBlk", int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)), NumberStyles.HexNumber, CultureInfo.InvariantCulture);

@@ -67,6 +67,7 @@ internal static unsafe class ChildProcess
         Interop.Signal(Interop.SIGQUIT, Interop.SIG_DFL);
         Interop.Signal(Interop.SIGTERM, Interop.SIG_DFL);
         Interop.Signal(Interop.SIGCHLD, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGUSR2, Interop.SIG_DFL);
         Interop.Signal(Interop.SIGPIPE, Interop.SIG_IGN);
         SigSet none;
         Interop.SigEmptySet(&none);

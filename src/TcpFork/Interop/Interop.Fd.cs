@@ -22,8 +22,8 @@ internal static unsafe partial class Interop
         return statusFlags < 0 || Fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC) < 0 || Fcntl(fd, F_SETFL, statusFlags | O_NONBLOCK) < 0 ? -1 : 0;
     }
 
-    /// <summary>A close-on-exec copy of <paramref name="fd"/> numbered <paramref name="lowest"/> or above; -1 with errno set on failure.</summary>
-    internal static int DupAtLeast(int fd, int lowest) => Fcntl(fd, F_DUPFD_CLOEXEC, lowest);
+    /// <summary>fcntl(F_DUPFD_CLOEXEC): a close-on-exec copy of <paramref name="fd"/> at the lowest free number from <paramref name="atLeast"/>; -1 with errno set on failure.</summary>
+    internal static int DupCloseOnExec(int fd, int atLeast) => Fcntl(fd, F_DUPFD_CLOEXEC, atLeast);
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);

@@ -11,7 +11,7 @@ internal unsafe struct SigSet
 
 internal static unsafe partial class Interop
 {
-    internal const int SIGHUP = 1, SIGINT = 2, SIGQUIT = 3, SIGKILL = 9, SIGPIPE = 13, SIGTERM = 15, SIGCHLD = 17;
+    internal const int SIGHUP = 1, SIGINT = 2, SIGQUIT = 3, SIGKILL = 9, SIGUSR2 = 12, SIGPIPE = 13, SIGTERM = 15, SIGCHLD = 17;
     internal const int SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
     internal const int SFD_NONBLOCK = 0x800, SFD_CLOEXEC = 0x80000;
     internal const int SignalFdInfoSize = 128;

@@ -37,4 +37,10 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "setuid", SetLastError = true)]
     internal static partial int SetUid(uint uid);
+
+    [LibraryImport(Libc, EntryPoint = "geteuid")]
+    internal static partial uint GetEUid();
+
+    [LibraryImport(Libc, EntryPoint = "getegid")]
+    internal static partial uint GetEGid();
 }

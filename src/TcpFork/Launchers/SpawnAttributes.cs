@@ -10,7 +10,8 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class SpawnAttributes : IDisposable
 {
-    public SpawnAttributes()
+    /// <summary>With <paramref name="ownGroup"/> false the child stays in the parent's process group (an upgrade's new parent).</summary>
+    public SpawnAttributes(bool ownGroup = true)
     {
         Attributes = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
         FileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
@@ -18,7 +19,7 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         Interop.SigEmptySet(&none);
         Interop.SigFillSet(&all);
         Interop.PosixSpawnAttrInit(Attributes);
-        Interop.PosixSpawnAttrSetFlags(Attributes, Interop.POSIX_SPAWN_SETPGROUP | Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
+        Interop.PosixSpawnAttrSetFlags(Attributes, (short)((ownGroup ? Interop.POSIX_SPAWN_SETPGROUP : 0) | Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF));
         Interop.PosixSpawnAttrSetPGroup(Attributes, 0); // 0: a new group whose id is the child's pid
         Interop.PosixSpawnAttrSetSigMask(Attributes, &none);
         Interop.PosixSpawnAttrSetSigDefault(Attributes, &all);
@@ -51,7 +52,23 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         return FileActions;
     }
 
-    /// <summary>Frees what <see cref="Connection(int, ReadOnlySpan{int}, ValueTuple{int, int})"/> made, after the spawn.</summary>
+    /// <summary>
+    /// Starts the file actions for descriptors passed on (socket activation's layout): each of
+    /// <paramref name="sources"/> duplicated onto 3, 4, …, everything above them closed. The sources must
+    /// lie above that range (so no duplication overwrites one still to come).
+    /// </summary>
+    public void* Descriptors(ReadOnlySpan<int> sources)
+    {
+        Interop.PosixSpawnFileActionsInit(FileActions);
+        for (int i = 0; i < sources.Length; i++)
+        {
+            Interop.PosixSpawnFileActionsAddDup2(FileActions, sources[i], 3 + i);
+        }
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, 3 + sources.Length);
+        return FileActions;
+    }
+
+    /// <summary>Frees what <see cref="Connection(int, ReadOnlySpan{int}, ValueTuple{int, int})"/> or <see cref="Descriptors"/> made, after the spawn.</summary>
     public void Done() => Interop.PosixSpawnFileActionsDestroy(FileActions);
 
     public void Dispose()

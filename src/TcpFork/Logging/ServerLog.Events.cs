@@ -245,6 +245,86 @@ internal sealed partial class ServerLog
         }
     }
 
+    // ---- Upgrades (SIGUSR2, docs/upgrade.md) ----
+
+    /// <summary>The old parent spawned the new one (allocates: the path is a string; once per upgrade).</summary>
+    [LineFormat("upgrade: started PATH as pid P; waiting up to S s for it to serve")]
+    public void UpgradeStarted(string path, int pid, long timeoutMs)
+    {
+        if (IsNormal)
+        {
+            Write("upgrade.started"u8, $"upgrade: started {path:path} as pid {pid:pid}; waiting up to {timeoutMs / 1000.0:seconds|0.#} s for it to serve");
+        }
+    }
+
+    [LineFormat("upgrade: pid P took over N listeners from pid OLD")]
+    public void UpgradeTookOver(int pid, int listeners, int oldPid)
+    {
+        if (IsNormal)
+        {
+            Write("upgrade.took-over"u8, $"upgrade: pid {pid:pid} took over {listeners:listeners} listeners from pid {oldPid:old_pid}");
+        }
+    }
+
+    [LineFormat("upgrade: new parent P serves; handing over N listeners, draining A connections")]
+    public void UpgradeHandedOver(int pid, int listeners, int active)
+    {
+        if (IsNormal)
+        {
+            Write("upgrade.handed-over"u8, $"upgrade: new parent {pid:pid} serves; handing over {listeners:listeners} listeners, draining {active:connections} connections");
+        }
+    }
+
+    /// <summary>Allocates (the path); once per failed upgrade.</summary>
+    [LineFormat("warning: upgrade: unable to start PATH: REASON; serving on")]
+    public void UpgradeSpawnFailed(string path, Errno error) =>
+        Write("warning.upgrade-spawn"u8, $"warning: upgrade: unable to start {path:path}: {Interop.ErrorText(error):reason}; serving on");
+
+    [LineFormat("warning: upgrade: new parent P not serving after S s; sent SIGKILL")]
+    public void UpgradeTimedOut(int pid, long timeoutMs) =>
+        Write("warning.upgrade-timeout"u8, $"warning: upgrade: new parent {pid:pid} not serving after {timeoutMs / 1000.0:seconds|0.#} s; sent SIGKILL");
+
+    /// <summary>The new parent ended: before it served (the upgrade failed; this one serves on), or after it took over.</summary>
+    [LineFormat("warning: upgrade: new parent P exited with status S before serving; serving on")]
+    [LineFormat("warning: upgrade: new parent P killed by SIGNAME before serving; serving on")]
+    [LineFormat("warning: upgrade: new parent P exited with status S after taking over")]
+    [LineFormat("warning: upgrade: new parent P killed by SIGNAME after taking over")]
+    public void UpgradeEnded(int pid, int waitStatus, bool beforeServing)
+    {
+        ReadOnlySpan<byte> outcome = beforeServing ? "before serving; serving on"u8 : "after taking over"u8;
+        ReadOnlySpan<byte> eventName = beforeServing ? "warning.upgrade-failed"u8 : "warning.upgrade-lost"u8;
+        int signal = waitStatus & 0x7f;
+        if (signal == 0)
+        {
+            Write(eventName, $"warning: upgrade: new parent {pid:pid} exited with status {(waitStatus >> 8) & 0xff:status} {outcome}");
+            return;
+        }
+        Span<byte> name = stackalloc byte[32];
+        Write(eventName, $"warning: upgrade: new parent {pid:pid} killed by {name[..Interop.SignalName(signal, name)]:signal} {outcome}");
+    }
+
+    /// <summary>SIGUSR2 that starts nothing: upgrades off, one already under way (its new parent's pid), or the parent stopping.</summary>
+    [LineFormat("warning: upgrade: SIGNAME ignored: upgrades are off (--upgrade, TcpForkServerOptions.Upgrade)")]
+    [LineFormat("warning: upgrade: SIGNAME ignored: new parent P is starting")]
+    [LineFormat("warning: upgrade: SIGNAME ignored: stopping")]
+    public void UpgradeIgnored(bool enabled, int startingPid)
+    {
+        Span<byte> name = stackalloc byte[32];
+        name = name[..Interop.SignalName(Interop.SIGUSR2, name)];
+        if (!enabled)
+        {
+            Write("warning.upgrade-ignored"u8, $"warning: upgrade: {name:signal} ignored: upgrades are off (--upgrade, TcpForkServerOptions.Upgrade)");
+        }
+        else if (startingPid > 0)
+        {
+            Write("warning.upgrade-ignored"u8, $"warning: upgrade: {name:signal} ignored: new parent {startingPid:pid} is starting");
+        }
+        else
+        {
+            Write("warning.upgrade-ignored"u8, $"warning: upgrade: {name:signal} ignored: stopping");
+        }
+    }
+
     // ---- Warnings that can repeat per connection (counted by RepeatedWarnings) ----
 
     [LineFormat("warning: accept: REASON; pausing MS ms")]

@@ -31,7 +31,7 @@ internal sealed unsafe class MetricsBlock : IDisposable
         {
             created = (int)Interop.Check(Interop.MemfdCreate(name, Interop.MFD_CLOEXEC), "memfd_create");
         }
-        int fd = Interop.DupAtLeast(created, FirstFd);
+        int fd = Interop.DupCloseOnExec(created, FirstFd);
         Interop.Close(created);
         var handle = new SafeFd((int)Interop.Check(fd, "fcntl F_DUPFD_CLOEXEC"));
         try

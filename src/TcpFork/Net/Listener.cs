@@ -98,9 +98,11 @@ internal sealed unsafe class Listener : IDisposable
     /// Takes over a listening socket passed by the service manager at <paramref name="fd"/> (socket
     /// activation): checks it is a listening stream socket, makes it close-on-exec and non-blocking, and
     /// gives a TCP one <paramref name="options"/>' keepalive as <see cref="Open"/> does. Its file (a unix
-    /// socket's) belongs to the service manager and is never removed.
+    /// socket's) belongs to the service manager and is never removed. A null <paramref name="name"/> is a
+    /// socket an upgraded predecessor opened itself and handed over (docs/upgrade.md): it is this
+    /// process's now, as if it had opened it, and so is its unix socket's file.
     /// </summary>
-    public static Listener Adopt(int fd, string name, TcpForkServerOptions options)
+    public static Listener Adopt(int fd, string? name, TcpForkServerOptions options)
     {
         var handle = new SafeFd(fd);
         try
@@ -124,7 +126,13 @@ internal sealed unsafe class Listener : IDisposable
             {
                 throw new BindException(bound, Interop.Error("setsockopt keepalive"));
             }
-            return new Listener(handle, bound, null, default, name);
+            string? path = name is null && bound.IsUnix ? System.Text.Encoding.UTF8.GetString(bound.AddressBytes) : null;
+            StatX created = default;
+            if (path is not null && !Interop.TryStat(path, followLinks: false, out created))
+            {
+                path = null;
+            }
+            return new Listener(handle, bound, path, created, name);
         }
         catch
         {
@@ -146,6 +154,12 @@ internal sealed unsafe class Listener : IDisposable
             && Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPINTVL, &interval, sizeof(int)) == 0
             && Interop.SetSockOpt(fd, Interop.IPPROTO_TCP, Interop.TCP_KEEPCNT, &count, sizeof(int)) == 0;
     }
+
+    /// <summary>
+    /// At an upgrade's hand-over: the socket's file (a unix listener's) is the new parent's now, and
+    /// <see cref="Dispose"/> then closes only this process's descriptor.
+    /// </summary>
+    public void KeepFile() => _unixPath = null;
 
     /// <summary>
     /// Closes the socket and removes its file — once, and only while the path is still the file this

@@ -33,6 +33,8 @@ internal sealed class Drain(TcpForkServerOptions options, ChildTable children, S
     public const long NoDeadline = long.MaxValue;
 
     private bool _secondSignal;
+    /// <summary>Draining after an upgrade's hand-over: no deadline until a stop signal.</summary>
+    private bool _handedOver;
 
     public StopPhase Phase { get; private set; }
 
@@ -54,9 +56,25 @@ internal sealed class Drain(TcpForkServerOptions options, ChildTable children, S
         EndIfEmpty();
     }
 
+    /// <summary>
+    /// An upgrade's hand-over (docs/upgrade.md): the children finish their connections, however long they
+    /// take (the new parent serves meanwhile); a stop signal then starts the drain timeout.
+    /// </summary>
+    public void BeginHandOver()
+    {
+        Phase = StopPhase.Draining;
+        _handedOver = true;
+        EndIfEmpty();
+    }
+
     /// <summary>A stop signal after the first: a second one ends the drain at once; later ones change nothing and say when SIGKILL comes.</summary>
     public void Again(int signal, long now)
     {
+        if (_handedOver && Phase == StopPhase.Draining && Deadline == NoDeadline)
+        {
+            Begin(signal, now); // the first stop signal since the hand-over: the usual drain
+            return;
+        }
         switch (Phase)
         {
             case StopPhase.Draining:

@@ -39,10 +39,12 @@ internal sealed unsafe class ParentLoop : IDisposable
     /// <summary>The metrics' increments (docs/metrics.md), and with <c>--metrics</c> its listener and scrape children.</summary>
     private readonly Counters _counters;
     private readonly MetricsServer? _metrics;
+    /// <summary>SIGUSR2's upgrade in place (docs/upgrade.md); off unless TcpForkServerOptions.Upgrade.</summary>
+    private readonly Upgrade _upgrade;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
         AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null,
-        Counters? counters = null, MetricsServer? metrics = null)
+        Counters? counters = null, MetricsServer? metrics = null, Upgrade? upgrade = null)
     {
         _counters = counters ?? Counters.Private(memory);
         _metrics = metrics;
@@ -65,12 +67,15 @@ internal sealed unsafe class ParentLoop : IDisposable
         _proxy = ProxyHeaders.Create(options, _poller, _children, log, memory);
         _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff, _counters);
         _metrics?.Watch(_poller);
+        _upgrade = upgrade ?? Upgrade.AtStart(enabled: false, readyFd: -1);
+        _upgrade.Attach(listeners, _poller, log, notifier);
     }
 
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
     public int Run()
     {
         _acceptor.SetPolling(true);
+        _upgrade.Serving();
         _notifier?.Ready(_children.Count, Environment.TickCount64);
         while (_drain.Phase != StopPhase.Done)
         {
@@ -100,6 +105,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             {
                 _metrics!.Accept();
             }
+            else if (tag == Upgrade.Tag)
+            {
+                HandOverIfReady();
+            }
             else if (tag != Poller.SignalTag)
             {
                 AcceptFrom((int)tag, AcceptBatch);
@@ -126,6 +135,9 @@ internal sealed unsafe class ParentLoop : IDisposable
                 break;
             case Interop.SIGTERM or Interop.SIGINT:
                 _drain.Again(signal, Environment.TickCount64);
+                break;
+            case Interop.SIGUSR2:
+                _upgrade.Begin(_drain.Phase == StopPhase.Serving, Environment.TickCount64);
                 break;
             case Interop.SIGHUP:
                 _notifier?.Reloading();
@@ -260,7 +272,10 @@ internal sealed unsafe class ParentLoop : IDisposable
             }
             else
             {
-                _metrics?.Ended(pid);
+                if (_metrics?.Ended(pid) != true)
+                {
+                    _upgrade.Reaped(pid, status);
+                }
             }
         }
         ResumeIfPossible(Environment.TickCount64);
@@ -309,12 +324,28 @@ internal sealed unsafe class ParentLoop : IDisposable
     /// <summary>No room for another connection: the child table is full, or with the waiting PROXY headers.</summary>
     private bool Full => _children.IsFull || _proxy is { IsFull: true };
 
+    /// <summary>
+    /// The new parent serves: this one stops polling its listeners and closes its descriptors of them —
+    /// no SYN filter, no accepting the queue (the sockets are the new parent's too) — and drains.
+    /// </summary>
+    private void HandOverIfReady()
+    {
+        if (_upgrade.OnReadable(_children.Count))
+        {
+            _notifier?.HandOver();
+            _upgrade.ReleaseListeners();
+            _acceptor.Dispose();
+            _drain.BeginHandOver();
+        }
+    }
+
     private void RunTimers(long now)
     {
         _repeats.Tick(now);
         _proxy?.Expire(now);
         _timeouts.Check(now);
         _drain.Tick(now);
+        _upgrade.Tick(now);
         ResumeIfPossible(now);
         _notifier?.Tick(_children.Count, now);
     }
@@ -331,7 +362,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private int NextTimeout()
     {
         long now = Environment.TickCount64;
-        long next = Math.Min(Math.Min(_drain.Deadline, _timeouts.NextCheck), _notifier?.NextDeadline(_children.Count) ?? Drain.NoDeadline);
+        long next = Math.Min(Math.Min(_drain.Deadline, _timeouts.NextCheck), Math.Min(_notifier?.NextDeadline(_children.Count) ?? Drain.NoDeadline, _upgrade.Deadline));
         next = Math.Min(next, _proxy?.NextDeadline ?? Drain.NoDeadline);
         if (!_acceptor.Polling && _drain.Phase == StopPhase.Serving && !Full)
         {

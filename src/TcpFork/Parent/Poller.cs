@@ -14,6 +14,8 @@ internal sealed unsafe class Poller : IDisposable
     public const ulong SignalTag = ulong.MaxValue;
     /// <summary>The tag of the <c>--metrics</c> listener's events.</summary>
     public const ulong MetricsTag = ulong.MaxValue - 1;
+    /// <summary>The tag of an upgrade's readiness pipe (the new parent's one byte).</summary>
+    public const ulong UpgradeTag = ulong.MaxValue - 2;
     /// <summary>Set in the tag of a connection waiting for its PROXY header; the low 32 bits are its slot.</summary>
     public const ulong ProxySlotTag = 1UL << 32;
 

@@ -140,11 +140,22 @@ internal sealed unsafe class ServiceNotifier : IDisposable
         }
     }
 
+    /// <summary>
+    /// An upgrade's new parent, before its <see cref="Ready"/>: it is the service's main process now
+    /// (systemd takes MAINPID= from a process other than the main one with NotifyAccess=all).
+    /// </summary>
+    public void MainPid(int pid) => Send(Utf8.TryWrite(Buffer, $"MAINPID={pid}\n", out int n), n);
+
+    /// <summary>An upgrade's old parent, once the new one serves: the new one speaks for the service from now on; this one says nothing more.</summary>
+    public void HandOver() => _handedOver = true;
+
+    private bool _handedOver;
+
     private Span<byte> Buffer => new(_message, MessageCapacity);
 
     private void Send(bool formatted, int length)
     {
-        if (formatted)
+        if (formatted && !_handedOver)
         {
             Interop.SendTo(_socket.Fd, _message, (nuint)length, Interop.MSG_NOSIGNAL, _address, _addressLength);
         }

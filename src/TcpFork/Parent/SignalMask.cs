@@ -1,7 +1,7 @@
 namespace TcpFork;
 
 /// <summary>
-/// The parent reads CHLD, TERM, INT and HUP from a signalfd, which only works if no thread of the
+/// The parent reads CHLD, TERM, INT, HUP and USR2 from a signalfd, which only works if no thread of the
 /// process leaves them unblocked: a process-directed signal goes to any thread that does not block
 /// it, and SIGTERM's default action there ends the whole process. The runtime starts threads of its
 /// own (NativeAOT's finalizer) before Main, with the mask they inherited from the exec'ing process.
@@ -17,7 +17,7 @@ internal static unsafe class SignalMask
 
     /// <summary>The signals the parent handles, as a SigBlk bit mask.</summary>
     private const ulong Handled = (1UL << (Interop.SIGCHLD - 1)) | (1UL << (Interop.SIGTERM - 1))
-                                | (1UL << (Interop.SIGINT - 1)) | (1UL << (Interop.SIGHUP - 1));
+                                | (1UL << (Interop.SIGINT - 1)) | (1UL << (Interop.SIGHUP - 1)) | (1UL << (Interop.SIGUSR2 - 1));
 
     /// <summary>
     /// Returns when every thread blocks the parent's signals; otherwise re-executes this program with
@@ -39,12 +39,12 @@ internal static unsafe class SignalMask
         throw Interop.Error("execve");
     }
 
-    /// <summary>The signals the parent handles, through its signalfd: CHLD, TERM, INT, HUP.</summary>
+    /// <summary>The signals the parent handles, through its signalfd: CHLD, TERM, INT, HUP, USR2 (an upgrade).</summary>
     public static SigSet HandledSet()
     {
         SigSet set;
         Interop.SigEmptySet(&set);
-        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP])
+        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP, Interop.SIGUSR2])
         {
             Interop.SigAddSet(&set, signal);
         }
@@ -59,7 +59,7 @@ internal static unsafe class SignalMask
     /// </summary>
     public static void DiscardPending()
     {
-        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP])
+        foreach (int signal in (ReadOnlySpan<int>)[Interop.SIGCHLD, Interop.SIGTERM, Interop.SIGINT, Interop.SIGHUP, Interop.SIGUSR2])
         {
             Interop.Signal(signal, Interop.SIG_IGN);
             Interop.Signal(signal, Interop.SIG_DFL);
@@ -80,6 +80,7 @@ internal static unsafe class SignalMask
         Interop.Signal(Interop.SIGTERM, Interop.SIG_DFL);
         Interop.Signal(Interop.SIGINT, Interop.SIG_DFL);
         Interop.Signal(Interop.SIGHUP, Interop.SIG_DFL);
+        Interop.Signal(Interop.SIGUSR2, Interop.SIG_DFL);
     }
 
     /// <summary>The name of a thread of this process that leaves one of the handled signals unblocked, or null.</summary>

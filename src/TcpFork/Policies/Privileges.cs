@@ -34,6 +34,12 @@ internal static unsafe class Privileges
             }
             gid = gr->Gid;
         }
+        // Already this user and group, unprivileged: an upgrade's new parent (docs/upgrade.md), started by
+        // a parent that had dropped them. Nothing to drop, and setgroups would fail without CAP_SETGID.
+        if (Interop.GetEUid() != 0 && (uid is null || Interop.GetEUid() == uid) && Interop.GetEGid() == gid)
+        {
+            return;
+        }
         // Order matters: supplementary groups and the gid while still root, the uid last.
         if (Interop.SetGroups(1, &gid) < 0)
         {

@@ -26,7 +26,7 @@ public static partial class Native
         .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
         .Single(f => f[1].EndsWith($":{port:X4}", StringComparison.Ordinal) && f[3] == "0A")[9];
 
-    public const int SIGKILL = 9, SIGTERM = 15, SIGHUP = 1, SIGINT = 2;
+    public const int SIGKILL = 9, SIGTERM = 15, SIGHUP = 1, SIGINT = 2, SIGUSR2 = 12;
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
@@ -95,8 +95,16 @@ public static partial class Native
     /// <summary>pidfd_open(2) of any process (not only a child): readable once it has exited. -1 if it is gone already.</summary>
     public static int PidFd(int pid) => Syscall(434, pid, 0);
 
-    /// <summary>Waits (poll on <paramref name="pidFd"/>, no sleeping loop) until that process has exited; false on timeout. Closes the descriptor.</summary>
-    public static unsafe bool WaitForExit(int pidFd, TimeSpan timeout)
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial int SyscallSignal(long number, int pidFd, int signal, nint info, int flags);
+
+    /// <summary>pidfd_send_signal(2): signals the very process <paramref name="pidFd"/> was opened for, never a later one that reused its pid.</summary>
+    public static int PidFdSignal(int pidFd, int signal) => SyscallSignal(424, pidFd, signal, 0, 0);
+
+    public static void CloseFd(int fd) => Close(fd);
+
+    /// <summary>Waits (poll on <paramref name="pidFd"/>, no sleeping loop) until that process has exited; false on timeout. Closes the descriptor unless told not to.</summary>
+    public static unsafe bool WaitForExit(int pidFd, TimeSpan timeout, bool close = true)
     {
         try
         {
@@ -114,7 +122,10 @@ public static partial class Native
         }
         finally
         {
-            Close(pidFd);
+            if (close)
+            {
+                Close(pidFd);
+            }
         }
     }
 

@@ -209,11 +209,14 @@ public sealed partial class ServerProcess : IDisposable
 
     public void Signal(int signal) => Assert.Equal(0, Native.Kill(Pid, signal));
 
-    /// <summary>Waits for the server to exit; returns its exit code.</summary>
-    public int WaitForExit(TimeSpan timeout)
+    /// <summary>
+    /// Waits for the server to exit; returns its exit code. With <paramref name="outputEnds"/> false it
+    /// does not wait for the output to end: a process it started (an upgrade's new parent) still writes there.
+    /// </summary>
+    public int WaitForExit(TimeSpan timeout, bool outputEnds = true)
     {
         Assert.True(_process.WaitForExit(timeout), $"tcpfork did not exit within {timeout.TotalSeconds} s; stderr:\n{Stderr}");
-        foreach (Thread reader in _readers)
+        foreach (Thread reader in outputEnds ? _readers : [])
         {
             reader.Join(TimeSpan.FromSeconds(5)); // everything written before exit has been read
         }
