@@ -164,6 +164,13 @@ public sealed class TcpForkServerOptions
     /// <summary>After binding, run with this group. Defaults to null (the user's, or unchanged).</summary>
     public string? Group { get; set; }
 
+    /// <summary>
+    /// TLS on every connection: the parent reads the certificate and key at start and on SIGHUP, each
+    /// child runs the handshake, and <see cref="Connection.Stream"/> is plaintext. See <see cref="TlsOptions"/>.
+    /// Defaults to null (plain TCP).
+    /// </summary>
+    public TlsOptions? Tls { get; set; }
+
     /// <summary>Runs in the parent before a child is made; false refuses the connection. See <see cref="VerifyConnection"/>. Defaults to null.</summary>
     public VerifyConnection? Verify { get; set; }
 
@@ -205,6 +212,7 @@ public sealed class TcpForkServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(KeepAliveCount, 1, nameof(KeepAliveCount));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(KeepAliveCount, KeepAliveCountLimit, nameof(KeepAliveCount));
         Limits.Validate(childrenKeepCapabilities: User is null);
+        Tls?.Validate();
         if (!Enum.IsDefined(Mode))
         {
             throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown process mode");

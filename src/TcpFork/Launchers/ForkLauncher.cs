@@ -11,11 +11,11 @@ namespace TcpFork;
 /// thread. Any other handler gets a child that behaves like any .NET process.
 /// </para>
 /// </summary>
-internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal, bool dieWithParent) : ILauncher
+internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal, bool dieWithParent, TlsServer? tls = null) : ILauncher
 {
     private readonly int _parent = Interop.GetPid();
 
-    private readonly Connection _connection = new(-1, default, log);
+    private readonly Connection _connection = new(-1, default, log) { TlsServer = tls };
 
     public string Action => "fork";
 

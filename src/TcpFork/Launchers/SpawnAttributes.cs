@@ -28,15 +28,23 @@ internal sealed unsafe class SpawnAttributes : IDisposable
 
     public void* FileActions { get; }
 
-    /// <summary>Starts the file actions for one child: <paramref name="fd"/> duplicated onto each of <paramref name="targets"/>, everything above them and above stderr closed.</summary>
-    public void* Connection(int fd, ReadOnlySpan<int> targets)
+    /// <summary>
+    /// Starts the file actions for one child: <paramref name="fd"/> duplicated onto each of <paramref name="targets"/>,
+    /// <paramref name="handOff"/> (when not -1) onto the descriptor after them, everything above and above stderr closed.
+    /// </summary>
+    public void* Connection(int fd, ReadOnlySpan<int> targets, int handOff = -1)
     {
         Interop.PosixSpawnFileActionsInit(FileActions);
         foreach (int target in targets)
         {
             Interop.PosixSpawnFileActionsAddDup2(FileActions, fd, target);
         }
-        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, Math.Max(3, targets[^1] + 1));
+        int next = targets[^1] + 1;
+        if (handOff >= 0)
+        {
+            Interop.PosixSpawnFileActionsAddDup2(FileActions, handOff, next++);
+        }
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, Math.Max(3, next));
         return FileActions;
     }
 

@@ -21,6 +21,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly ChildTable _children;
     private readonly AccessPolicy _policy;
     private readonly Func<IReadOnlyList<AccessRule>>? _reloadRules;
+    private readonly Action? _reloadTls;
     private readonly HookCalls _hooks;
     private readonly ChildTimeouts _timeouts;
     private readonly Drain _drain;
@@ -36,7 +37,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly ServiceNotifier? _notifier;
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
-        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null)
+        AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null, Action? reloadTls = null)
     {
         _notifier = notifier;
         _served = memory.Allocate<long>(1);
@@ -46,6 +47,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _options = options;
         _policy = policy;
         _reloadRules = reloadRules;
+        _reloadTls = reloadTls;
         _keepConnections = options.IdleTimeout is not null;
         _children = new ChildTable(options.MaxConnections, memory, _keepConnections);
         _needLocalAddress = log.IsVerbose || launcher.NeedsLocalAddress;
@@ -112,6 +114,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 {
                     _policy.Reload(_reloadRules, _log);
                 }
+                _reloadTls?.Invoke();
                 _notifier?.Reloaded();
                 _log.Stats(*_served, _children.Count, GC.GetAllocatedBytesForCurrentThread(), GC.CollectionCount(0), _policy.Peers.Evicted, _policy.Peers.Refused);
                 break;

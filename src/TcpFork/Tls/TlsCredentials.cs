@@ -1,0 +1,127 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace TcpFork;
+
+/// <summary>
+/// The server's certificate chain and key, and the client CAs, parsed once: by the parent from the
+/// files (at start, and on SIGHUP), or by a spawned child from the bytes the parent handed it (it never
+/// opens the files itself: they may be root's, and it runs as <see cref="TcpForkServerOptions.User"/>).
+/// A forked child inherits the parent's object as it was at the fork, parsed and ready.
+/// </summary>
+internal sealed class TlsCredentials
+{
+    private TlsCredentials(byte[] certificatePem, byte[] keyPem, byte[]? caPem)
+    {
+        CertificatePem = certificatePem;
+        KeyPem = keyPem;
+        CaPem = caPem;
+        var chain = new X509Certificate2Collection();
+        try
+        {
+            chain.ImportFromPem(Encoding.ASCII.GetString(certificatePem));
+        }
+        catch (CryptographicException)
+        {
+            throw new FormatException("is not a PEM certificate");
+        }
+        if (chain.Count == 0)
+        {
+            throw new FormatException("holds no PEM certificate");
+        }
+        X509Certificate2 leaf;
+        try
+        {
+            leaf = X509Certificate2.CreateFromPem(Encoding.ASCII.GetString(certificatePem), Encoding.ASCII.GetString(keyPem));
+        }
+        catch (CryptographicException)
+        {
+            throw new FormatException("the key is not a PEM private key (unencrypted PKCS#8, RSA or EC) matching the certificate");
+        }
+        catch (ArgumentException)
+        {
+            throw new FormatException("the key file holds no PEM private key");
+        }
+        Certificate = leaf;
+        X509Certificate2Collection intermediates = [.. chain.Skip(1)];
+        // offline: no AIA or OCSP fetch, which would start threads (and a fork needs a one-thread parent).
+        Context = SslStreamCertificateContext.Create(leaf, intermediates, offline: true);
+        if (caPem is not null)
+        {
+            var cas = new X509Certificate2Collection();
+            try
+            {
+                cas.ImportFromPem(Encoding.ASCII.GetString(caPem));
+            }
+            catch (CryptographicException)
+            {
+                throw new FormatException("the client CA file is not PEM certificates");
+            }
+            if (cas.Count == 0)
+            {
+                throw new FormatException("the client CA file holds no PEM certificate");
+            }
+            ClientCas = cas;
+        }
+    }
+
+    public byte[] CertificatePem { get; }
+
+    public byte[] KeyPem { get; }
+
+    public byte[]? CaPem { get; }
+
+    /// <summary>The server's certificate, with its private key.</summary>
+    public X509Certificate2 Certificate { get; }
+
+    public SslStreamCertificateContext Context { get; }
+
+    /// <summary>The client certificates' trust anchors, with <see cref="TlsOptions.ClientCaFile"/>.</summary>
+    public X509Certificate2Collection? ClientCas { get; }
+
+    /// <summary>
+    /// Reads and parses the files of <paramref name="options"/>; throws <see cref="ArgumentException"/>
+    /// with one plain line naming the option and the file when one is missing, unreadable or not PEM.
+    /// </summary>
+    public static TlsCredentials Read(TlsOptions options)
+    {
+        byte[] cert = ReadFile(options.CertificateFile, "TcpForkServerOptions.Tls.CertificateFile");
+        byte[] key = ReadFile(options.KeyFile, "TcpForkServerOptions.Tls.KeyFile");
+        byte[]? ca = options.ClientCaFile is null ? null : ReadFile(options.ClientCaFile, "TcpForkServerOptions.Tls.ClientCaFile");
+        try
+        {
+            return new TlsCredentials(cert, key, ca);
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentException($"TcpForkServerOptions.Tls.CertificateFile '{options.CertificateFile}', TcpForkServerOptions.Tls.KeyFile '{options.KeyFile}': {e.Message}");
+        }
+    }
+
+    /// <summary>Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>).</summary>
+    public static TlsCredentials FromPem(byte[] certificatePem, byte[] keyPem, byte[]? caPem) => new(certificatePem, keyPem, caPem);
+
+    private static byte[] ReadFile(string path, string option)
+    {
+        try
+        {
+            return File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string why = e switch
+            {
+                FileNotFoundException or DirectoryNotFoundException => "no such file",
+                UnauthorizedAccessException => "permission denied",
+                _ => SystemCallException.Describe(e.HResult),
+            };
+            throw new ArgumentException($"{option} '{path}': {why}");
+        }
+    }
+
+    /// <summary>For the log: the certificate's subject and when it expires.</summary>
+    public string Describe() =>
+        $"{Certificate.Subject} expires {Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture)}";
+}
