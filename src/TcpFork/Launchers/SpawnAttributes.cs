@@ -10,7 +10,11 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class SpawnAttributes : IDisposable
 {
-    public SpawnAttributes()
+    /// <param name="newGroup">
+    /// False for a program the TLS relay child starts: it stays in the child's group, which is what the
+    /// parent signals (timeouts, drain).
+    /// </param>
+    public SpawnAttributes(bool newGroup = true)
     {
         Attributes = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
         FileActions = NativeMemory.AllocZeroed(Interop.PosixSpawnFileActionsSize);
@@ -18,7 +22,7 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         Interop.SigEmptySet(&none);
         Interop.SigFillSet(&all);
         Interop.PosixSpawnAttrInit(Attributes);
-        Interop.PosixSpawnAttrSetFlags(Attributes, Interop.POSIX_SPAWN_SETPGROUP | Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF);
+        Interop.PosixSpawnAttrSetFlags(Attributes, (short)((newGroup ? Interop.POSIX_SPAWN_SETPGROUP : 0) | Interop.POSIX_SPAWN_SETSIGMASK | Interop.POSIX_SPAWN_SETSIGDEF));
         Interop.PosixSpawnAttrSetPGroup(Attributes, 0); // 0: a new group whose id is the child's pid
         Interop.PosixSpawnAttrSetSigMask(Attributes, &none);
         Interop.PosixSpawnAttrSetSigDefault(Attributes, &all);

@@ -175,7 +175,7 @@ internal sealed partial class ServerLog
 
     [LineFormat("warning: tls: REASON; keeping the certificate in force")]
     public void TlsReloadFailed(string reason) =>
-        Write("warning.tls"u8, $"warning: tls: {Printable.Truncate(reason):reason}; keeping the certificate in force");
+        Write("warning.tls"u8, $"warning: tls: {reason:reason}; keeping the certificate in force");
 
     [LineFormat("stats: connections N active A allocated BYTES gc G peers-evicted E peers-refused R")]
     public void Stats(long served, int active, long allocated, int gcs, long evicted, long refused)

@@ -25,24 +25,20 @@ internal sealed class TlsCredentials
         }
         catch (CryptographicException)
         {
-            throw new FormatException("is not a PEM certificate");
+            throw new TlsFileException(TlsFile.Certificate, "is not a PEM certificate");
         }
         if (chain.Count == 0)
         {
-            throw new FormatException("holds no PEM certificate");
+            throw new TlsFileException(TlsFile.Certificate, "holds no PEM certificate");
         }
         X509Certificate2 leaf;
         try
         {
             leaf = X509Certificate2.CreateFromPem(Encoding.ASCII.GetString(certificatePem), Encoding.ASCII.GetString(keyPem));
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
         {
-            throw new FormatException("the key is not a PEM private key (unencrypted PKCS#8, RSA or EC) matching the certificate");
-        }
-        catch (ArgumentException)
-        {
-            throw new FormatException("the key file holds no PEM private key");
+            throw new TlsFileException(TlsFile.Key, "holds no unencrypted PEM private key (PKCS#8, RSA or EC) matching the certificate");
         }
         Certificate = leaf;
         X509Certificate2Collection intermediates = [.. chain.Skip(1)];
@@ -57,11 +53,11 @@ internal sealed class TlsCredentials
             }
             catch (CryptographicException)
             {
-                throw new FormatException("the client CA file is not PEM certificates");
+                throw new TlsFileException(TlsFile.ClientCa, "is not PEM certificates");
             }
             if (cas.Count == 0)
             {
-                throw new FormatException("the client CA file holds no PEM certificate");
+                throw new TlsFileException(TlsFile.ClientCa, "holds no PEM certificate");
             }
             ClientCas = cas;
         }
@@ -82,28 +78,29 @@ internal sealed class TlsCredentials
     public X509Certificate2Collection? ClientCas { get; }
 
     /// <summary>
-    /// Reads and parses the files of <paramref name="options"/>; throws <see cref="ArgumentException"/>
-    /// with one plain line naming the option and the file when one is missing, unreadable or not PEM.
+    /// Reads and parses the files of <paramref name="options"/>; throws <see cref="TlsFileException"/>
+    /// (an <see cref="ArgumentException"/>) naming the option and the file when one is missing,
+    /// unreadable or not what it should hold.
     /// </summary>
     public static TlsCredentials Read(TlsOptions options)
     {
-        byte[] cert = ReadFile(options.CertificateFile, "TcpForkServerOptions.Tls.CertificateFile");
-        byte[] key = ReadFile(options.KeyFile, "TcpForkServerOptions.Tls.KeyFile");
-        byte[]? ca = options.ClientCaFile is null ? null : ReadFile(options.ClientCaFile, "TcpForkServerOptions.Tls.ClientCaFile");
+        byte[] cert = ReadFile(options.CertificateFile, TlsFile.Certificate);
+        byte[] key = ReadFile(options.KeyFile, TlsFile.Key);
+        byte[]? ca = options.ClientCaFile is null ? null : ReadFile(options.ClientCaFile, TlsFile.ClientCa);
         try
         {
             return new TlsCredentials(cert, key, ca);
         }
-        catch (FormatException e)
+        catch (TlsFileException e)
         {
-            throw new ArgumentException($"TcpForkServerOptions.Tls.CertificateFile '{options.CertificateFile}', TcpForkServerOptions.Tls.KeyFile '{options.KeyFile}': {e.Message}");
+            throw e.For(e.File switch { TlsFile.Certificate => options.CertificateFile, TlsFile.Key => options.KeyFile, _ => options.ClientCaFile! });
         }
     }
 
     /// <summary>Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>).</summary>
     public static TlsCredentials FromPem(byte[] certificatePem, byte[] keyPem, byte[]? caPem) => new(certificatePem, keyPem, caPem);
 
-    private static byte[] ReadFile(string path, string option)
+    private static byte[] ReadFile(string path, TlsFile file)
     {
         try
         {
@@ -117,11 +114,37 @@ internal sealed class TlsCredentials
                 UnauthorizedAccessException => "permission denied",
                 _ => SystemCallException.Describe(e.HResult),
             };
-            throw new ArgumentException($"{option} '{path}': {why}");
+            throw new TlsFileException(file, why).For(path);
         }
     }
 
     /// <summary>For the log: the certificate's subject and when it expires.</summary>
     public string Describe() =>
         $"{Certificate.Subject} expires {Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture)}";
+}
+
+/// <summary>Which of the TLS files a <see cref="TlsFileException"/> is about.</summary>
+internal enum TlsFile
+{
+    Certificate,
+    Key,
+    ClientCa,
+}
+
+/// <summary>
+/// A TLS file that is missing, unreadable or not what it should hold. Its message names the option
+/// (<c>TcpForkServerOptions.Tls.CertificateFile</c>, which the CLI shows as <c>--tls-cert</c>), the file
+/// and the reason; <see cref="Plain"/> says the same with the file alone, for the reload warning.
+/// </summary>
+#pragma warning disable CA1032 // Only made here, always with its parts.
+internal sealed class TlsFileException(TlsFile file, string reason, string? path = null)
+#pragma warning restore CA1032
+    : ArgumentException($"TcpForkServerOptions.Tls.{file switch { TlsFile.Certificate => "CertificateFile", TlsFile.Key => "KeyFile", _ => "ClientCaFile" }} '{path}': {reason}")
+{
+    public TlsFile File { get; } = file;
+
+    public string Plain { get; } = $"{file switch { TlsFile.Certificate => "certificate", TlsFile.Key => "key", _ => "client CA" }} file '{path}': {reason}";
+
+    /// <summary>The same failure, naming <paramref name="filePath"/>.</summary>
+    public TlsFileException For(string filePath) => new(File, reason, filePath);
 }

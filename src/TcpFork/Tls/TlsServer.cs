@@ -42,9 +42,9 @@ internal sealed unsafe class TlsServer : IDisposable
         {
             next = TlsCredentials.Read(Options);
         }
-        catch (ArgumentException e)
+        catch (TlsFileException e)
         {
-            log.TlsReloadFailed(e.Message);
+            log.TlsReloadFailed(e.Plain);
             return;
         }
         if (_handOff is not null)
