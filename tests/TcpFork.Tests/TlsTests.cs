@@ -144,23 +144,12 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
         try
         {
             using SslStream tls = await files.ConnectAsync(port, client);
-            return (await RoundTripAsync(tls, data)).SequenceEqual(data);
+            return (await TlsFiles.RoundTripAsync(tls, data)).SequenceEqual(data);
         }
         catch (Exception e) when (e is AuthenticationException or IOException)
         {
             return false;
         }
-    }
-
-    /// <summary>Writes <paramref name="data"/>, sends close_notify, reads until the server's.</summary>
-    private static async Task<byte[]> RoundTripAsync(SslStream tls, byte[] data)
-    {
-        using var cts = new CancellationTokenSource(EchoClient.Timeout);
-        await tls.WriteAsync(data, cts.Token);
-        await tls.ShutdownAsync();
-        var back = new MemoryStream();
-        await tls.CopyToAsync(back, cts.Token);
-        return back.ToArray();
     }
 
     /// <summary>The echo of <paramref name="data"/>, the session kept open.</summary>
@@ -225,7 +214,7 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
         using (SslStream after = await files.ConnectAsync(server.Port))
         {
             Assert.Equal("CN=rotated.localhost", after.RemoteCertificate!.Subject);
-            Assert.Equal("b"u8.ToArray(), await RoundTripAsync(after, "b"u8.ToArray()));
+            Assert.Equal("b"u8.ToArray(), await TlsFiles.RoundTripAsync(after, "b"u8.ToArray()));
         }
         Assert.Equal("c"u8.ToArray(), await ExchangeAsync(before, "c"u8.ToArray())); // the session from before goes on
 
@@ -345,5 +334,19 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
             server.WaitForLog(@"^tcpfork: tls: \d+: handshake failed: not a TLS client \(first byte 0x70 'p': plaintext\?\)$");
         }
         Assert.True(await EchoesAsync(server.Port, null));
+    }
+
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public void Bench_tls_measures_handshakes_and_bulk_against_tcpfork_echo_with_tls(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, files.ServerArgs());
+        (int code, string stdout, string stderr) = Run.Command(Binaries.AotBinary, "bench", $"127.0.0.1:{server.Port}", "--tls", "-n", "40", "-c", "2", "-r", "3", "--json");
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Matches("\"workload\":\"rate\",\"tls\":true,.*\"ok\":40,\"failed\":0", stdout);
+        (code, stdout, stderr) = Run.Command(Binaries.AotBinary, "bench", $"127.0.0.1:{server.Port}", "--tls", "--bulk", "8M", "--json");
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Matches("\"workload\":\"bulk\",\"tls\":true,.*\"ok\":1,\"failed\":0", stdout);
+        server.WaitForLogCount(@"^tcpfork: end \d+ status 0$", 41);
     }
 }

@@ -52,7 +52,17 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         return FileActions;
     }
 
-    /// <summary>Frees what <see cref="Connection"/> made, after the spawn.</summary>
+    /// <summary>Starts the file actions for one child: <paramref name="input"/> onto 0, <paramref name="output"/> onto 1, everything above stderr closed.</summary>
+    public void* Streams(int input, int output)
+    {
+        Interop.PosixSpawnFileActionsInit(FileActions);
+        Interop.PosixSpawnFileActionsAddDup2(FileActions, input, 0);
+        Interop.PosixSpawnFileActionsAddDup2(FileActions, output, 1);
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, 3);
+        return FileActions;
+    }
+
+    /// <summary>Frees what <see cref="Connection"/> or <see cref="Streams"/> made, after the spawn.</summary>
     public void Done() => Interop.PosixSpawnFileActionsDestroy(FileActions);
 
     public void Dispose()

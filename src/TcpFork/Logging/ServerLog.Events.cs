@@ -165,11 +165,11 @@ internal sealed partial class ServerLog
 
     /// <summary>SIGHUP re-read the TLS certificate and key (allocates: a rare event).</summary>
     [LineFormat("tls: reloaded certificate SUBJECT expires DATE")]
-    public void TlsReloaded(string certificate)
+    public void TlsReloaded(string subject, string expires)
     {
         if (IsNormal)
         {
-            Write("tls.reloaded"u8, $"tls: reloaded certificate {certificate:certificate}");
+            Write("tls.reloaded"u8, $"tls: reloaded certificate {subject:subject} expires {expires:expires}");
         }
     }
 

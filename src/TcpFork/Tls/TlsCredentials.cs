@@ -118,9 +118,8 @@ internal sealed class TlsCredentials
         }
     }
 
-    /// <summary>For the log: the certificate's subject and when it expires.</summary>
-    public string Describe() =>
-        $"{Certificate.Subject} expires {Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture)}";
+    /// <summary>For the log: when the certificate expires, RFC 3339 UTC.</summary>
+    public string Expires => Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>Which of the TLS files a <see cref="TlsFileException"/> is about.</summary>

@@ -3,11 +3,13 @@ using System.Net.Security;
 namespace TcpFork;
 
 /// <summary>
-/// <c>tcpfork exec --tls-cert …</c>: the child ends TLS and relays plaintext to the program over a
-/// socketpair on the program's descriptors 0 and 1 (posix_spawn, in the child's own process group, so
-/// the parent's signals reach both). Each direction closes on its own: the client's close_notify or EOF
-/// becomes shutdown(SHUT_WR) on the socketpair (the program reads EOF), and the program's EOF becomes
-/// close_notify and the socket's FIN. The child exits with the program's status (128 + N for signal N).
+/// <c>tcpfork exec --tls-cert …</c>: the child ends TLS and relays plaintext to the program over two
+/// socketpairs, one a direction, on the program's descriptors 0 and 1 (posix_spawn, in the child's own
+/// process group, so the parent's signals reach both). One a direction so that each closes on its own:
+/// the client's close_notify or EOF becomes shutdown(SHUT_WR) on the input pair (the program reads EOF),
+/// and the program's closing descriptor 1 (or shutting it down, or exiting) becomes close_notify and the
+/// socket's FIN — with one socket on both 0 and 1 closing 1 alone would not end anything. The child exits
+/// with the program's status (128 + N for signal N).
 /// </summary>
 internal static unsafe class TlsRelay
 {
@@ -18,31 +20,36 @@ internal static unsafe class TlsRelay
         var tls = (SslStream)connection.Stream;
         env.RemoveAll(e => TlsEnvironment.Names.Any(n => e.StartsWith(n + "=", StringComparison.Ordinal)));
         env.AddRange(TlsEnvironment.Entries(tls));
-        int* pair = stackalloc int[2];
-        if (Interop.SocketPair(Interop.AF_UNIX, Interop.SOCK_STREAM | Interop.SOCK_CLOEXEC, 0, pair) < 0)
+        int* input = stackalloc int[2];
+        int* output = stackalloc int[2];
+        if (Interop.SocketPair(Interop.AF_UNIX, Interop.SOCK_STREAM | Interop.SOCK_CLOEXEC, 0, input) < 0
+            || Interop.SocketPair(Interop.AF_UNIX, Interop.SOCK_STREAM | Interop.SOCK_CLOEXEC, 0, output) < 0)
         {
             throw Interop.Error("socketpair");
         }
-        int ours = pair[0], theirs = pair[1];
+        int toProgram = input[0], fromProgram = output[0];
         int pid, rc;
         using (NativeCommand command = NativeCommand.Program(program.File, program.Argv, env, 0))
         using (var spawn = new SpawnAttributes(newGroup: false))
         {
-            rc = Interop.PosixSpawnP(&pid, command.Path, spawn.Connection(theirs, [0, 1]), spawn.Attributes, command.Argv, command.Envp);
+            rc = Interop.PosixSpawnP(&pid, command.Path, spawn.Streams(input[1], output[1]), spawn.Attributes, command.Argv, command.Envp);
             spawn.Done();
         }
-        Interop.Close(theirs);
+        Interop.Close(input[1]);
+        Interop.Close(output[1]);
         if (rc != 0)
         {
-            Interop.Close(ours);
+            Interop.Close(toProgram);
+            Interop.Close(fromProgram);
             connection.Log.ExecFailed(program.File, (Errno)rc);
             return 127;
         }
-        var toClient = new Thread(() => ProgramToClient(connection, tls, ours)) { IsBackground = true, Name = "tls relay" };
+        var toClient = new Thread(() => ProgramToClient(connection, tls, fromProgram)) { IsBackground = true, Name = "tls relay" };
         toClient.Start();
-        ClientToProgram(tls, ours);
+        ClientToProgram(tls, toProgram, fromProgram);
         toClient.Join();
-        Interop.Close(ours);
+        Interop.Close(toProgram);
+        Interop.Close(fromProgram);
         int status;
         while (Interop.Retry(Interop.WaitPid(pid, &status, 0)))
         {
@@ -52,7 +59,7 @@ internal static unsafe class TlsRelay
     }
 
     /// <summary>Client to program until the client's close_notify or EOF, then the program reads EOF.</summary>
-    private static void ClientToProgram(SslStream tls, int ours)
+    private static void ClientToProgram(SslStream tls, int ours, int fromProgram)
     {
         byte[] buffer = new byte[Chunk];
         try
@@ -71,6 +78,7 @@ internal static unsafe class TlsRelay
         {
             // The client is gone (a reset, a broken record): the program gets EOF and EPIPE.
             Interop.Shutdown(ours, Interop.SHUT_RDWR);
+            Interop.Shutdown(fromProgram, Interop.SHUT_RDWR);
         }
     }
 

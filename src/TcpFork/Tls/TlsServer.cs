@@ -54,7 +54,7 @@ internal sealed unsafe class TlsServer : IDisposable
             old.Dispose();
         }
         Current = next;
-        log.TlsReloaded(next.Describe());
+        log.TlsReloaded(next.Certificate.Subject, next.Expires);
     }
 
     public void Dispose() => _handOff?.Dispose();

@@ -74,5 +74,23 @@ public sealed class TlsFiles : IDisposable
         return tls;
     }
 
+    /// <summary>Writes <paramref name="data"/>, sends close_notify, reads until the server's.</summary>
+    public static async Task<byte[]> RoundTripAsync(SslStream tls, byte[] data)
+    {
+        using var cts = new CancellationTokenSource(EchoClient.Timeout);
+        await tls.WriteAsync(data, cts.Token);
+        await tls.ShutdownAsync();
+        var back = new MemoryStream();
+        await tls.CopyToAsync(back, cts.Token);
+        return back.ToArray();
+    }
+
+    /// <summary>One TLS connection to an echo server: <paramref name="data"/> there and back.</summary>
+    public async Task<byte[]> EchoOnceAsync(int port, byte[] data)
+    {
+        using SslStream tls = await ConnectAsync(port);
+        return await RoundTripAsync(tls, data);
+    }
+
     public void Dispose() => Directory.Delete(Dir, recursive: true);
 }
