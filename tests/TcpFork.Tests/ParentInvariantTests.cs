@@ -68,7 +68,7 @@ public class ParentInvariantTests
     {
         using var files = new TlsFiles();
         using ServerProcess server = ServerProcess.StartEcho(flavor, files.ServerArgs());
-        await AssertNoAllocationPerConnection(server, connections: 300, echo: files.EchoOnceAsync);
+        await AssertNoAllocationPerConnection(server, connections: 300, echo: files.EchoOnceAsync, reloads: true);
         if (flavor == Flavor.AotFork)
         {
             Assert.Equal(["tcpfork", ".NET Finalizer"], Native.ThreadNames(server.Pid).Order().Reverse());
@@ -77,10 +77,13 @@ public class ParentInvariantTests
 
     /// <summary>
     /// <paramref name="connections"/> connections (made by <paramref name="echo"/>, plain by default) after 20
-    /// to warm up cost the parent 0 bytes; <paramref name="served"/> were served before.
+    /// to warm up cost the parent 0 bytes; <paramref name="served"/> were served before. With
+    /// <paramref name="reloads"/> each SIGHUP that asks for the stats also reloads something (the TLS
+    /// certificate), which allocates: what one SIGHUP costs with no connection is measured first, and the
+    /// connections may cost nothing beyond it.
     /// </summary>
     private static async Task AssertNoAllocationPerConnection(ServerProcess server, int served = 0, bool json = false, int connections = 1000,
-        Func<int, byte[], Task<byte[]>>? echo = null)
+        Func<int, byte[], Task<byte[]>>? echo = null, bool reloads = false)
     {
         echo ??= EchoClient.EchoOnceAsync;
         byte[] data = "x"u8.ToArray();
@@ -89,6 +92,14 @@ public class ParentInvariantTests
             await echo(server.Port, data);
         }
         WaitForReaped(server, served + 20, json);
+        long sighup = 0;
+        if (reloads)
+        {
+            Stats(server, json);
+            (long first, _) = Stats(server, json);
+            (long second, _) = Stats(server, json);
+            sighup = second - first;
+        }
         (long before, int gcBefore) = Stats(server, json);
         for (int i = 0; i < connections; i++)
         {
@@ -96,7 +107,7 @@ public class ParentInvariantTests
         }
         WaitForReaped(server, served + 20 + connections, json);
         (long after, int gcAfter) = Stats(server, json);
-        Assert.Equal(0, after - before);
+        Assert.Equal(sighup, after - before);
         Assert.Equal(gcBefore, gcAfter);
     }
 
