@@ -91,7 +91,7 @@ public sealed unsafe class Connection
     {
         if (_tls is not null && _transport is not null)
         {
-            TlsHandshake.Close(_tls, _transport, Socket);
+            TlsHandshake.Close(_tls, _transport, Handle);
         }
     }
 

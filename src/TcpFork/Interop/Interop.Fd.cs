@@ -22,6 +22,27 @@ internal static unsafe partial class Interop
         return statusFlags < 0 || Fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC) < 0 || Fcntl(fd, F_SETFL, statusFlags | O_NONBLOCK) < 0 ? -1 : 0;
     }
 
+    internal const short POLLIN = 1, POLLOUT = 4;
+
+    /// <summary>struct pollfd.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    /// <summary>poll(2) on one descriptor for <paramref name="events"/>, up to <paramref name="timeoutMs"/> (-1: no limit); 1 ready, 0 timed out, -1 with errno set (EINTR included).</summary>
+    internal static int PollOne(int fd, short events, int timeoutMs)
+    {
+        var p = new PollFd { Fd = fd, Events = events };
+        return Poll(&p, 1, timeoutMs);
+    }
+
+    [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);
 

@@ -28,7 +28,7 @@ internal static class TlsEcho
         }
         catch (IOException e)
         {
-            log.ChildError(pid, e.InnerException is System.Net.Sockets.SocketException se ? (Errno)se.NativeErrorCode : Errno.EPROTO);
+            log.ChildError(pid, e.HResult is > 0 and < 4096 ? (Errno)e.HResult : Errno.EPROTO);
             return 1;
         }
     }

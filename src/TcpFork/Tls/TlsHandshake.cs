@@ -18,9 +18,40 @@ internal static class TlsHandshake
     {
         TlsOptions o = server.Options;
         TlsCredentials credentials = server.Current;
-        Socket socket = connection.Socket;
-        transport = new HandshakeDeadline(socket, new NetworkStream(socket, ownsSocket: false), o.HandshakeTimeout);
+        transport = new HandshakeDeadline(connection, o.HandshakeTimeout);
         string? certificateProblem = null;
+        SslServerAuthenticationOptions auth = Options(o, credentials, problem => certificateProblem = problem);
+        var tls = new SslStream(transport, leaveInnerStreamOpen: false);
+        try
+        {
+            tls.AuthenticateAsServer(auth);
+            transport.Disarm();
+            if (connection.Log.IsVerbose)
+            {
+                connection.Log.TlsEstablished(Connection.ProcessId, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString(),
+                    tls.NegotiatedApplicationProtocol.Protocol.Length > 0 ? tls.NegotiatedApplicationProtocol.ToString() : "-",
+                    tls.RemoteCertificate?.Subject is { Length: > 0 } subject ? subject : "-");
+            }
+            return tls;
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or TimeoutException or SocketException)
+        {
+            string reason = transport!.Expired ? $"timed out after {o.HandshakeTimeout.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} s"
+                : certificateProblem is not null ? "client certificate: " + certificateProblem
+                : transport.FirstByte is >= 0 and not HandshakeRecord ? $"not a TLS client (first byte 0x{transport.FirstByte:x2}{(transport.FirstByte is >= 0x20 and < 0x7f ? $" '{(char)transport.FirstByte}'" : "")}: plaintext?)"
+                : Reason(e);
+            connection.Log.TlsHandshakeFailed(Connection.ProcessId, reason);
+            tls.Dispose();
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The server's options for <paramref name="o"/> and <paramref name="credentials"/>; a refused client
+    /// certificate's reason goes to <paramref name="refused"/> (null when it was accepted).
+    /// </summary>
+    public static SslServerAuthenticationOptions Options(TlsOptions o, TlsCredentials credentials, Action<string?> refused)
+    {
         var auth = new SslServerAuthenticationOptions
         {
             ServerCertificateContext = credentials.Context,
@@ -48,47 +79,26 @@ internal static class TlsHandshake
             {
                 if (certificate is null)
                 {
-                    certificateProblem = optional ? null : "none presented";
+                    refused(optional ? null : "none presented");
                     return optional;
                 }
-                certificateProblem = errors == SslPolicyErrors.None ? null : Describe(chain);
-                return certificateProblem is null;
+                string? why = errors == SslPolicyErrors.None ? null : Describe(chain);
+                refused(why);
+                return why is null;
             };
         }
-        var tls = new SslStream(transport, leaveInnerStreamOpen: false);
-        try
-        {
-            tls.AuthenticateAsServer(auth);
-            transport.Disarm();
-            if (connection.Log.IsVerbose)
-            {
-                connection.Log.TlsEstablished(Connection.ProcessId, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString(),
-                    tls.NegotiatedApplicationProtocol.Protocol.Length > 0 ? tls.NegotiatedApplicationProtocol.ToString() : "-",
-                    tls.RemoteCertificate?.Subject is { Length: > 0 } subject ? subject : "-");
-            }
-            return tls;
-        }
-        catch (Exception e) when (e is AuthenticationException or IOException or TimeoutException or SocketException)
-        {
-            string reason = transport!.Expired ? $"timed out after {o.HandshakeTimeout.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} s"
-                : certificateProblem is not null ? "client certificate: " + certificateProblem
-                : transport.FirstByte is >= 0 and not HandshakeRecord ? $"not a TLS client (first byte 0x{transport.FirstByte:x2}{(transport.FirstByte is >= 0x20 and < 0x7f ? $" '{(char)transport.FirstByte}'" : "")}: plaintext?)"
-                : Reason(e);
-            connection.Log.TlsHandshakeFailed(Connection.ProcessId, reason);
-            tls.Dispose();
-            return null;
-        }
+        return auth;
     }
 
     /// <summary>
     /// Ends the session's sending side: close_notify, then the socket's FIN. Synchronous (no socket
     /// engine thread is started for it): the handler is done with the stream.
     /// </summary>
-    public static void Close(SslStream tls, HandshakeDeadline transport, Socket socket)
+    public static void Close(SslStream tls, HandshakeDeadline transport, int fd)
     {
         transport.SynchronousWrites = true;
         tls.ShutdownAsync().GetAwaiter().GetResult();
-        socket.Shutdown(SocketShutdown.Send);
+        Interop.Shutdown(fd, Interop.SHUT_WR);
     }
 
     private const int HandshakeRecord = 22;
@@ -135,13 +145,9 @@ internal static class TlsHandshake
             {
                 openssl = x.Message;
             }
-            if (x is SocketException se)
+            if (x is IOException { HResult: (int)Errno.ECONNRESET })
             {
-                return se.SocketErrorCode switch
-                {
-                    SocketError.ConnectionReset => "the client reset the connection",
-                    _ => $"socket error {se.SocketErrorCode}",
-                };
+                return "the client reset the connection";
             }
         }
         if (openssl is not null)

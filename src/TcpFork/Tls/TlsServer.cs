@@ -28,7 +28,9 @@ internal sealed unsafe class TlsServer : IDisposable
     public static TlsServer Start(TlsOptions options)
     {
         options.Validate();
-        return new TlsServer(options, TlsCredentials.Read(options));
+        TlsCredentials credentials = TlsCredentials.Read(options);
+        TlsWarmUp.Run(options, credentials);
+        return new TlsServer(options, credentials);
     }
 
     /// <summary>The memfd holding <see cref="Current"/> for spawned children (made on first use, remade by <see cref="Reload"/>).</summary>
@@ -47,6 +49,7 @@ internal sealed unsafe class TlsServer : IDisposable
             log.TlsReloadFailed(e.Plain);
             return;
         }
+        TlsWarmUp.Run(Options, next);
         if (_handOff is not null)
         {
             SafeFd old = _handOff;
