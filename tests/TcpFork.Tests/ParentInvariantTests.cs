@@ -108,7 +108,11 @@ public class ParentInvariantTests
         WaitForReaped(server, served + 20 + connections, json);
         (long after, int gcAfter) = Stats(server, json);
         Assert.Equal(sighup, after - before);
-        Assert.Equal(gcBefore, gcAfter);
+        if (!reloads)
+        {
+            // (A reload's own allocations, some 25 KiB a SIGHUP for TLS, may start a gen-0 GC at any of them.)
+            Assert.Equal(gcBefore, gcAfter);
+        }
     }
 
     [Fact]
