@@ -107,7 +107,16 @@ public class ParentInvariantTests
         }
         WaitForReaped(server, served + 20 + connections, json);
         (long after, int gcAfter) = Stats(server, json);
-        Assert.Equal(sighup, after - before);
+        if (reloads)
+        {
+            // A reload's warm-up handshake allocates the same give or take a few dozen bytes (measured: 25128 or
+            // 25224 in spawn mode); an allocation per connection would be at least one byte for each of them.
+            Assert.InRange(after - before - sighup, -connections + 1, connections - 1);
+        }
+        else
+        {
+            Assert.Equal(0, after - before);
+        }
         if (!reloads)
         {
             // (A reload's own allocations, some 25 KiB a SIGHUP for TLS, may start a gen-0 GC at any of them.)
