@@ -35,18 +35,23 @@ internal static class BenchCommand
         var size = OptionParsers.Whole("--size", OptionParsers.WithDefault("Bytes per round trip.", DefaultSize), 1, 64 << 20, "BYTES", "-s");
         var hold = new Option<bool>("--hold") { Description = "Open C connections, echo once on each, hold them for --duration, then close." };
         var bulk = OptionParsers.Count("--bulk", "Stream BYTES through one connection while reading them back; K, M, G suffixes.", sizes: true);
+        var tls = new Option<bool>("--tls") { Description = "Over TLS (rate: each connection a full handshake, so conn/s is handshakes/s; bulk). The server's certificate is not verified." };
         var json = new Option<bool>("--json") { Description = "One JSON object on stdout instead of the report." };
         var timeout = OptionParsers.Seconds("--timeout", OptionParsers.WithDefault("Seconds before a connect, read or write counts as a timeout.", DefaultTimeoutSeconds), 0.001, 86400);
 
         var command = new Command("bench", "Load an echo server (tcpfork echo, or any other) and report conn/s, MiB/s and latency; every echoed byte is checked.")
         {
-            target, connections, duration, concurrency, rounds, size, hold, bulk, json, timeout,
+            target, connections, duration, concurrency, rounds, size, hold, bulk, tls, json, timeout,
         };
         command.SetAction(parsed =>
         {
             if (parsed.GetValue(connections) is not null && parsed.GetValue(duration) is not null && !parsed.GetValue(hold))
             {
                 throw new UsageException("give --connections or --duration, not both");
+            }
+            if (parsed.GetValue(hold) && parsed.GetValue(tls))
+            {
+                throw new UsageException("--tls applies to the rate and --bulk workloads, not --hold");
             }
             if (parsed.GetValue(hold) && parsed.GetValue(bulk) is not null)
             {
@@ -78,7 +83,8 @@ internal static class BenchCommand
                 n = DefaultConnections;
             }
             var settings = new BenchSettings(t.Text, address, n, d, parsed.GetValue(concurrency) ?? DefaultConcurrency, parsed.GetValue(rounds) ?? DefaultRounds,
-                parsed.GetValue(size) ?? DefaultSize, holding, parsed.GetValue(bulk), parsed.GetValue(json), (int)Math.Ceiling((parsed.GetValue(timeout) ?? DefaultTimeoutSeconds) * 1000));
+                parsed.GetValue(size) ?? DefaultSize, holding, parsed.GetValue(bulk), parsed.GetValue(json), (int)Math.Ceiling((parsed.GetValue(timeout) ?? DefaultTimeoutSeconds) * 1000),
+                parsed.GetValue(tls));
             return BenchRunner.Run(settings, Reproduce(parsed));
         });
         return command;

@@ -9,6 +9,13 @@ internal static class LibraryNames
     // Longest first: "…Mode = ProcessMode.Spawn" before "…Mode".
     private static readonly (string Library, string Flag)[] s_names =
     [
+        ("TcpForkServerOptions.Tls.HandshakeTimeout", "--tls-handshake-timeout"),
+        ("TcpForkServerOptions.Tls.ApplicationProtocols", "--tls-alpn"),
+        ("TcpForkServerOptions.Tls.ClientCertificate", "--tls-client-cert"),
+        ("TcpForkServerOptions.Tls.CertificateFile", "--tls-cert"),
+        ("TcpForkServerOptions.Tls.MinimumVersion", "--tls-min-version"),
+        ("TcpForkServerOptions.Tls.ClientCaFile", "--tls-client-ca"),
+        ("TcpForkServerOptions.Tls.KeyFile", "--tls-key"),
         ("TcpForkServerOptions.Mode = ProcessMode.Spawn", "--mode spawn"),
         ("TcpForkServerOptions.Mode = ProcessMode.Fork", "--mode fork"),
         ("TcpForkServerOptions.Mode = ProcessMode.Auto", "--mode auto"),

@@ -147,6 +147,7 @@ internal sealed class ServerOptionsBinder
         OptionParsers.WithDefault("With --proxy-protocol: seconds from accept for the whole header to arrive, else the connection is logged and closed.", s_defaults.ProxyTimeout.TotalSeconds), 0.001, 3600);
 
     private readonly bool _exec;
+    private readonly TlsOptionsBinder _tls = new();
 
     /// <param name="exec">
     /// For <c>tcpfork exec</c>: PROGRAM is spawned directly unless a tcpfork child must act before its
@@ -157,7 +158,7 @@ internal sealed class ServerOptionsBinder
         _exec = exec;
         string auto = OptionParsers.LowerName(ProcessMode.Auto), fork = OptionParsers.LowerName(ProcessMode.Fork), spawn = OptionParsers.LowerName(ProcessMode.Spawn);
         _mode = OptionParsers.Choice<ProcessMode>("--mode", OptionParsers.WithDefault(exec
-            ? $"How the tcpfork child that sets --limit-* or --die-with-parent before exec'ing PROGRAM is made: {fork} (NativeAOT only), {spawn} (posix_spawn of tcpfork itself) or {auto}: {fork} when safe. Without those options PROGRAM is spawned directly and {fork} or {spawn} is refused."
+            ? $"How the tcpfork child that sets --limit-* or --die-with-parent, or ends --tls-cert's TLS, before exec'ing PROGRAM is made: {fork} (NativeAOT only), {spawn} (posix_spawn of tcpfork itself) or {auto}: {fork} when safe. Without those options PROGRAM is spawned directly and {fork} or {spawn} is refused."
             : $"{fork} (NativeAOT only), {spawn} (posix_spawn of tcpfork itself; works everywhere) or {auto}: {fork} when safe.", auto));
     }
 
@@ -188,6 +189,7 @@ internal sealed class ServerOptionsBinder
         command.Options.Add(_quiet);
         command.Options.Add(_logFormat);
         command.Options.Add(_logTimestamps);
+        _tls.AddTo(command);
         command.Validators.Add(r =>
         {
             if (r.GetValue(_verbose) && r.GetValue(_quiet))
@@ -196,13 +198,13 @@ internal sealed class ServerOptionsBinder
             }
             if (_exec && r.GetValue(_mode) is ProcessMode mode and not ProcessMode.Auto && !NeedsExecChild(r))
             {
-                r.AddError($"--mode {OptionParsers.LowerName(mode)} applies to exec only with --limit-* or --die-with-parent: without them PROGRAM is spawned directly");
+                r.AddError($"--mode {OptionParsers.LowerName(mode)} applies to exec only with --limit-*, --die-with-parent or --tls-cert: without them PROGRAM is spawned directly");
             }
         });
     }
 
     private bool NeedsExecChild(CommandResult r) =>
-        r.GetValue(_dieWithParent) || new[] { _limitAs, _limitCpu, _limitNofile, _limitNproc }.Any(l => r.GetValue(l) is not null);
+        r.GetValue(_dieWithParent) || _tls.IsGiven(r) || new[] { _limitAs, _limitCpu, _limitNofile, _limitNproc }.Any(l => r.GetValue(l) is not null);
 
     /// <summary>The options given; every one not given keeps <see cref="TcpForkServerOptions"/>' default.</summary>
     public TcpForkServerOptions Bind(ParseResult r)
@@ -263,6 +265,7 @@ internal sealed class ServerOptionsBinder
         o.ProxyTimeout = r.GetValue(_proxyTimeout) is double proxyTimeout ? TimeSpan.FromSeconds(proxyTimeout) : o.ProxyTimeout;
         o.Metrics = r.GetValue(_metrics);
         o.Upgrade = r.GetValue(_upgrade);
+        o.Tls = _tls.Bind(r);
         return o;
     }
 

@@ -1,5 +1,8 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 
 namespace TcpFork;
 
@@ -8,6 +11,8 @@ public sealed unsafe class Connection
 {
     private Socket? _socket;
     private NetworkStream? _stream;
+    private SslStream? _tls;
+    private HandshakeDeadline? _transport;
 
     /// <summary>The addresses of a PROXY protocol header (when <see cref="Accepted.Proxied"/>): the socket names the proxy.</summary>
     private SockAddr _proxiedPeer, _proxiedLocal;
@@ -33,6 +38,7 @@ public sealed unsafe class Connection
         _proxiedLocal = accepted.Local;
         _socket = null;
         _stream = null;
+        _tls = null;
     }
 
     /// <summary>The connected socket's file descriptor, owned by this process.</summary>
@@ -52,8 +58,49 @@ public sealed unsafe class Connection
     /// <summary>The connected socket (created on first use; it owns the descriptor).</summary>
     public Socket Socket => _socket ??= new Socket(new SafeSocketHandle(Handle, ownsHandle: true));
 
-    /// <summary>A stream over <see cref="Socket"/> (created on first use).</summary>
-    public Stream Stream => _stream ??= new NetworkStream(Socket, ownsSocket: false);
+    /// <summary>
+    /// A stream over <see cref="Socket"/> (created on first use); with <see cref="TcpForkServerOptions.Tls"/>
+    /// the plaintext side of the connection's TLS session, whose handshake is done before the handler runs.
+    /// </summary>
+    public Stream Stream => _tls ?? (Stream)(_stream ??= new NetworkStream(Socket, ownsSocket: false));
+
+    /// <summary>True when the connection is TLS (<see cref="TcpForkServerOptions.Tls"/>): <see cref="Stream"/> is then plaintext, and <see cref="Socket"/> carries the encrypted bytes.</summary>
+    public bool IsTls => _tls is not null;
+
+    /// <summary>The negotiated TLS protocol (<see cref="SslProtocols.Tls12"/>, <see cref="SslProtocols.Tls13"/>); <see cref="SslProtocols.None"/> without TLS.</summary>
+    public SslProtocols TlsProtocol => _tls?.SslProtocol ?? SslProtocols.None;
+
+    /// <summary>The negotiated cipher suite; null without TLS.</summary>
+    public TlsCipherSuite? TlsCipherSuite => _tls?.NegotiatedCipherSuite;
+
+    /// <summary>The protocol chosen by ALPN (<c>h2</c>, <c>http/1.1</c>); null without TLS or when none was agreed.</summary>
+    public string? TlsApplicationProtocol => _tls is { NegotiatedApplicationProtocol: { Protocol.Length: > 0 } alpn } ? alpn.ToString() : null;
+
+    /// <summary>The client's certificate, verified against <see cref="TlsOptions.ClientCaFile"/>; null when none was presented (or without TLS).</summary>
+    public X509Certificate2? ClientCertificate => _tls?.RemoteCertificate as X509Certificate2;
+
+    /// <summary>The server's TLS state a child handshakes with; null without TLS.</summary>
+    internal TlsServer? TlsServer { get; set; }
+
+    /// <summary>In the child before the handler: the handshake. False (logged) when it failed.</summary>
+    internal bool StartTls()
+    {
+        if (TlsServer is null)
+        {
+            return true;
+        }
+        _tls = TlsHandshake.Run(this, TlsServer, out _transport);
+        return _tls is not null;
+    }
+
+    /// <summary>With TLS: close_notify and the socket's FIN, when the server has nothing more to send.</summary>
+    internal void CloseTlsOutput()
+    {
+        if (_tls is not null && _transport is not null)
+        {
+            TlsHandshake.Close(_tls, _transport, Handle);
+        }
+    }
 
     /// <summary>The server's end: an <see cref="IPEndPoint"/>, or a <see cref="UnixDomainSocketEndPoint"/>.</summary>
     public EndPoint LocalEndPoint => ToEndPoint(Addresses.Local);

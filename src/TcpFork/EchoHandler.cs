@@ -17,6 +17,10 @@ public static unsafe class EchoHandler
     public static int Handle(Connection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        if (connection.IsTls)
+        {
+            return TlsEcho.Handle(connection);
+        }
         int fd = connection.Handle;
         ServerLog log = connection.Log;
         int pid = log.IsVerbose ? Interop.GetPid() : 0;

@@ -87,7 +87,7 @@ public sealed class TcpForkServer
         }
         DieWithParent(settings.Parent);
         var log = new ServerLog(settings.Level, format: settings.Format, timestamps: settings.Timestamps) { ChildLineByLine = true };
-        exitCode = ChildProcess.Serve(new Connection(fd, accepted, log), program is null ? handler : ExecHandler.For(program, settings.Limits), settings.Limits);
+        exitCode = ChildProcess.Serve(new Connection(fd, accepted, log) { TlsServer = settings.Tls }, program is null ? handler : ExecHandler.For(program, settings.Limits), settings.Limits);
         return true;
     }
 
@@ -144,6 +144,8 @@ public sealed class TcpForkServer
         _options.Validate();
         DescriptorBudget.Ensure(_options);
         _program?.Validate();
+        // Before the thread check (loading must start none) and before the privileges are dropped (root-only key files).
+        using TlsServer? tls = _options.Tls is null ? null : TlsServer.Start(_options.Tls);
         Func<IReadOnlyList<AccessRule>> rules = () =>
             [.. _options.Rules, .. _options.RulesFile is null ? [] : AccessRule.ReadFile(_options.RulesFile)];
         using var memory = new ParentMemory();
@@ -206,11 +208,12 @@ public sealed class TcpForkServer
         // Found while still privileged: a process that has changed its user cannot open its own pagemap.
         ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);
-        ILauncher launcher = ChooseLauncher(mode, log, image);
+        ILauncher launcher = ChooseLauncher(mode, log, image, tls);
         Counters counters = metrics?.Counters ?? Counters.Private(memory);
         counters.Start(launcher.Action, _options.MaxConnections);
         using var meter = new TcpForkMeter(counters);
-        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier, counters, metrics, upgrade);
+        using var loop = new ParentLoop([.. listeners], launcher, log, _options, policy, _options.RulesFile is null ? null : rules, memory, notifier,
+            counters, metrics, upgrade, tls is null ? null : () => tls.Reload(log));
         ParentMemory.Settle();
         if (forks)
         {
@@ -244,21 +247,21 @@ public sealed class TcpForkServer
     /// exec, so then the program runs from a tcpfork child (forked, or spawned in the child role) that
     /// sets them and execs it.
     /// </summary>
-    private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ImageData? image)
+    private ILauncher ChooseLauncher(ProcessMode mode, ServerLog log, ImageData? image, TlsServer? tls)
     {
         if (ExecsDirectly)
         {
             return new ExecLauncher(_program);
         }
-        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren, _options.DieWithParent) : new SpawnLauncher(_options, _program);
+        return mode == ProcessMode.Fork ? new ForkLauncher(_handler, log, _options.Limits, image, _minimalChildren, _options.DieWithParent, tls) : new SpawnLauncher(_options, _program, tls);
     }
 
     /// <summary>
     /// True when children are the program itself, spawned with no tcpfork code in between: not when the
-    /// child must act before exec (limits, <see cref="TcpForkServerOptions.DieWithParent"/>).
+    /// child must act before exec (limits, <see cref="TcpForkServerOptions.DieWithParent"/>, TLS).
     /// </summary>
     [System.Diagnostics.CodeAnalysis.MemberNotNullWhen(true, nameof(_program))]
-    private bool ExecsDirectly => _program is not null && !_options.Limits.Any && !_options.DieWithParent;
+    private bool ExecsDirectly => _program is not null && !_options.Limits.Any && !_options.DieWithParent && _options.Tls is null;
 
     private void Announce(List<Listener> listeners, ILauncher launcher, ServerLog log)
     {

@@ -201,6 +201,13 @@ public sealed class TcpForkServerOptions
     /// <summary>After binding, run with this group. Defaults to null (the user's, or unchanged).</summary>
     public string? Group { get; set; }
 
+    /// <summary>
+    /// TLS on every connection: the parent reads the certificate and key at start and on SIGHUP, each
+    /// child runs the handshake, and <see cref="Connection.Stream"/> is plaintext. See <see cref="TlsOptions"/>.
+    /// Defaults to null (plain TCP).
+    /// </summary>
+    public TlsOptions? Tls { get; set; }
+
     /// <summary>Runs in the parent before a child is made; false refuses the connection. See <see cref="VerifyConnection"/>. Defaults to null.</summary>
     public VerifyConnection? Verify { get; set; }
 
@@ -266,6 +273,7 @@ public sealed class TcpForkServerOptions
         {
             throw new ArgumentException("TcpForkServerOptions.ProxyFrom needs TcpForkServerOptions.ProxyProtocol: without it no header is read", nameof(ProxyFrom));
         }
+        Tls?.Validate();
         if (!Enum.IsDefined(Mode))
         {
             throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown process mode");

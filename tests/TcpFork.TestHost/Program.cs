@@ -21,6 +21,20 @@ switch (scenario)
         options.LogLevel = LogLevel.Quiet;
         return new TcpForkServer(EchoHandler.Handle, options).Run();
 
+    case "tls-info":
+        // tls-info MODE CERT KEY CA: mutual TLS (optional), ALPN h2 or http/1.1; the handler reports what was negotiated.
+        options.Tls = new TlsOptions(args[2], args[3]) { ClientCaFile = args[4], ClientCertificate = TlsClientCertificate.Optional };
+        options.Tls.ApplicationProtocols.Add("h2");
+        options.Tls.ApplicationProtocols.Add("http/1.1");
+        return new TcpForkServer(async c =>
+        {
+            using var reader = new StreamReader(c.Stream, Encoding.UTF8, leaveOpen: true);
+            string? line = await reader.ReadLineAsync();
+            await c.Stream.WriteAsync(Encoding.UTF8.GetBytes(
+                $"{line} tls {c.IsTls} {c.TlsProtocol} {c.TlsCipherSuite} {c.TlsApplicationProtocol ?? "-"} {c.ClientCertificate?.Subject ?? "-"}\n"));
+            return 0;
+        }, options).Run();
+
     case "throw":
         return new TcpForkServer((ConnectionHandler)(c => throw new InvalidOperationException("boom")), options).Run();
 

@@ -29,6 +29,8 @@ public partial class InteropLayoutTests
             ("sizeof(struct iovec)", Marshal.SizeOf<BenchInterop.IoVec>()),
             ("sizeof(struct timeval)", BenchInterop.TimevalSize),
             ("sizeof(sigset_t)", Marshal.SizeOf<SigSet>()),
+            ("sizeof(struct pollfd)", Marshal.SizeOf<Interop.PollFd>()),
+            ("offsetof(struct pollfd, revents)", Marshal.OffsetOf<Interop.PollFd>(nameof(Interop.PollFd.Revents))),
             ("sizeof(struct signalfd_siginfo)", Interop.SignalFdInfoSize),
             ("sizeof(struct sockaddr_storage)", SockAddr.Capacity),
             ("offsetof(struct statx, stx_mode)", Marshal.OffsetOf<StatX>(nameof(StatX.Mode))),
@@ -45,7 +47,7 @@ public partial class InteropLayoutTests
             ("O_CLOEXEC", Interop.O_CLOEXEC), ("O_NONBLOCK", Interop.O_NONBLOCK), ("F_SETPIPE_SZ", BenchInterop.F_SETPIPE_SZ),
             ("EPOLL_CLOEXEC", Interop.EPOLL_CLOEXEC), ("EPOLL_CTL_ADD", Interop.EPOLL_CTL_ADD), ("EPOLL_CTL_DEL", Interop.EPOLL_CTL_DEL),
             ("EPOLL_CTL_MOD", Interop.EPOLL_CTL_MOD), ("EPOLLIN", Interop.EPOLLIN),
-            ("WNOHANG", Interop.WNOHANG),
+            ("WNOHANG", Interop.WNOHANG), ("POLLIN", Interop.POLLIN), ("POLLOUT", Interop.POLLOUT),
             ("PROT_READ", Interop.PROT_READ), ("PROT_WRITE", Interop.PROT_WRITE), ("MAP_PRIVATE", Interop.MAP_PRIVATE),
             ("MAP_FIXED", Interop.MAP_FIXED), ("MAP_ANONYMOUS", Interop.MAP_ANONYMOUS), ("MFD_CLOEXEC", Interop.MFD_CLOEXEC),
             ("MADV_WIPEONFORK", Interop.MADV_WIPEONFORK),
@@ -84,6 +86,7 @@ public partial class InteropLayoutTests
         #include <grp.h>
         #include <netinet/in.h>
         #include <netinet/tcp.h>
+        #include <poll.h>
         #include <pwd.h>
         #include <signal.h>
         #include <spawn.h>

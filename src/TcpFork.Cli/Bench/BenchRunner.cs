@@ -9,7 +9,7 @@ namespace TcpFork.Cli.Bench;
 /// <summary>What to run: one of the three workloads, and its sizes.</summary>
 internal sealed record BenchSettings(
     string Target, SockAddr Address, long? Connections, double? Duration, int Concurrency, int Rounds, int Size,
-    bool Hold, long? Bulk, bool Json, int TimeoutMs)
+    bool Hold, long? Bulk, bool Json, int TimeoutMs, bool Tls = false)
 {
     public string Workload => Bulk is not null ? "bulk" : Hold ? "hold" : "rate";
 }
@@ -92,7 +92,14 @@ internal static class BenchRunner
                 byte[] back = new byte[s.Size];
                 while (Interlocked.Increment(ref issued) <= total && Stopwatch.GetTimestamp() < deadline)
                 {
-                    client.EchoConnection(payload, back, s.Rounds, r);
+                    if (s.Tls)
+                    {
+                        TlsLoadClient.EchoConnection(client, payload, back, s.Rounds, r);
+                    }
+                    else
+                    {
+                        client.EchoConnection(payload, back, s.Rounds, r);
+                    }
                     Interlocked.Increment(ref progressBox[0]);
                 }
             }) { IsBackground = true };
@@ -164,6 +171,13 @@ internal static class BenchRunner
     private static unsafe BenchResult Bulk(BenchSettings s, ref long progress)
     {
         var client = new LoadClient(s.Address, s.TimeoutMs);
+        if (s.Tls)
+        {
+            long[] box = [0];
+            BenchResult result = null!;
+            Start([new Thread(() => result = TlsLoadClient.Bulk(client, s.Bulk!.Value, Pattern(TlsChunk + 251, 7), TlsChunk, box)) { IsBackground = true }], ref progress, box);
+            return result;
+        }
         var w = new BenchResult();
         var r = new BenchResult();
         int fd = client.Connect(w);
@@ -219,6 +233,9 @@ internal static class BenchRunner
         return BenchResult.Merge([w, r]);
     }
 
+    /// <summary>Plaintext per TLS write in the bulk workload: one full record (16 KiB) each.</summary>
+    private const int TlsChunk = 16 * 1024;
+
     private static void Start(Thread[] threads, ref long progress, long[] box)
     {
         foreach (Thread t in threads)
@@ -271,6 +288,10 @@ internal static class BenchRunner
                 j.WriteStartObject();
                 j.WriteString("target", s.Target);
                 j.WriteString("workload", s.Workload);
+                if (s.Tls)
+                {
+                    j.WriteBoolean("tls", true);
+                }
                 switch (s.Workload)
                 {
                     case "bulk":
@@ -334,7 +355,7 @@ internal static class BenchRunner
             "hold" => $"{s.Concurrency} connections held for {s.Duration ?? 1} s, {s.Size} bytes echoed on each",
             _ => $"{(s.Connections is long n ? $"{n} connections" : $"{s.Duration} s")}, concurrency {s.Concurrency}, {s.Size} bytes x {s.Rounds} round{(s.Rounds > 1 ? "s" : "")}, half-close",
         };
-        o.WriteLine($"tcpfork bench {s.Target}: {what}");
+        o.WriteLine($"tcpfork bench {s.Target}: {what}{(s.Tls ? ", over TLS (a full handshake each connection)" : "")}");
         o.WriteLine($"  {r.Ok} ok, {r.Failed} failed ({string.Join(", ", kinds.Select((k, i) => $"{k} {r.Failures[i]}"))})");
         o.WriteLine(s.Workload switch
         {

@@ -24,6 +24,10 @@ internal static unsafe class ChildProcess
             {
                 limits.Apply(managedHandler: true); // a program is given its limits by ExecHandler, just before exec
             }
+            if (!connection.StartTls())
+            {
+                return 1;
+            }
             return handler(connection);
         }
         catch (OutOfMemoryException) when (limits.AddressSpace is long bytes)

@@ -35,6 +35,10 @@ internal static unsafe class ChildRole
     private const string LocalNameVariable = Prefix + "LOCAL_NAME";
     public const int InheritedFd = 3;
 
+    /// <summary>With TLS: set to <see cref="TlsFd"/>, the memfd holding the parent's TLS options and credentials (<see cref="TlsServer"/>).</summary>
+    public const string TlsVariable = Prefix + "TLS";
+    public const int TlsFd = InheritedFd + 1;
+
     /// <summary>True for a variable of the role (never passed on to a program or a grandchild).</summary>
     public static bool IsRoleVariable(string name) => name.StartsWith(Prefix, StringComparison.Ordinal);
 
@@ -54,6 +58,7 @@ internal static unsafe class ChildRole
         .. options.ProxyProtocol == ProxyProtocol.Off ? Array.Empty<string>()
             : [$"{PeerVariable}={new string('0', AddressDigits)}", $"{LocalVariable}={new string('0', AddressDigits)}"],
         .. program is null ? [] : EncodeProgram(program),
+        .. options.Tls is null ? [] : (string[])[$"{TlsVariable}={TlsFd}"],
     ];
 
     /// <summary>What a spawned child takes from the parent's options besides the program.</summary>
@@ -62,7 +67,11 @@ internal static unsafe class ChildRole
     /// <param name="Timestamps">Whether text lines carry the time.</param>
     /// <param name="Limits">The resource limits.</param>
     /// <param name="Parent">With <see cref="TcpForkServerOptions.DieWithParent"/>, the pid to die with; else 0.</param>
-    public readonly record struct Settings(LogLevel Level, LogFormat Format, bool Timestamps, ChildLimits Limits, int Parent);
+    public readonly record struct Settings(LogLevel Level, LogFormat Format, bool Timestamps, ChildLimits Limits, int Parent)
+    {
+        /// <summary>The parent's TLS options and credentials, read from <see cref="TlsFd"/>; null without TLS.</summary>
+        public TlsServer? Tls { get; init; }
+    }
 
     /// <summary>
     /// What a spawned child needs from the parent's options: <c>log=N;format=N;ts=0|1;as=N;cpu=N;nofile=N;nproc=N;parent=PID</c>,
@@ -120,6 +129,10 @@ internal static unsafe class ChildRole
         accepted.Proxied = ReadAddress(PeerVariable, ref accepted.Peer) && ReadAddress(LocalVariable, ref accepted.Local);
         settings = DecodeSettings(Environment.GetEnvironmentVariable(SettingsVariable));
         program = DecodeProgram();
+        if (Environment.GetEnvironmentVariable(TlsVariable) is not null)
+        {
+            settings = settings with { Tls = TlsServer.ReadHandOff(TlsFd) };
+        }
         foreach (string name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(IsRoleVariable).ToList())
         {
             Environment.SetEnvironmentVariable(name, null);

@@ -24,19 +24,11 @@ internal sealed unsafe class ExecHandler
 
     private int Exec(Connection connection)
     {
-        ExecProgram program = _program;
-        Accepted addresses = connection.Addresses;
-        byte[] localName = System.Text.Encoding.UTF8.GetBytes(program.LocalName ?? "");
-        byte[] ucspi = new byte[UcspiEnvironment.BufferSize(localName.Length)];
-        Span<int> starts = stackalloc int[UcspiEnvironment.MaxEntries];
-        int n = UcspiEnvironment.Write(ucspi, addresses, localName, starts);
-        var env = program.BaseEnvironment().ToList();
-        for (int i = 0; i < n; i++)
+        if (connection.IsTls)
         {
-            int end = Array.IndexOf(ucspi, (byte)0, starts[i]);
-            env.Add(System.Text.Encoding.UTF8.GetString(ucspi, starts[i], end - starts[i]));
+            return TlsRelay.Run(connection, _program, Environment(connection));
         }
-        using NativeCommand command = NativeCommand.Program(program.File, program.Argv, env, 0);
+        using NativeCommand command = NativeCommand.Program(_program.File, _program.Argv, Environment(connection), 0);
         int fd = connection.Handle;
         if (Interop.Dup2(fd, 0) < 0 || Interop.Dup2(fd, 1) < 0)
         {
@@ -62,7 +54,24 @@ internal sealed unsafe class ExecHandler
         Interop.PthreadSigMask(Interop.SIG_SETMASK, &none, null);
         Interop.Execvpe(command.Path, command.Argv, command.Envp);
         Errno error = Interop.LastError;
-        connection.Log.ExecFailed(program.File, error);
+        connection.Log.ExecFailed(_program.File, error);
         return 127;
+    }
+
+    /// <summary>The program's environment: tcpfork's own less the per-connection names, then the UCSPI variables.</summary>
+    private List<string> Environment(Connection connection)
+    {
+        Accepted addresses = connection.Addresses;
+        byte[] localName = System.Text.Encoding.UTF8.GetBytes(_program.LocalName ?? "");
+        byte[] ucspi = new byte[UcspiEnvironment.BufferSize(localName.Length)];
+        Span<int> starts = stackalloc int[UcspiEnvironment.MaxEntries];
+        int n = UcspiEnvironment.Write(ucspi, addresses, localName, starts);
+        var env = _program.BaseEnvironment().ToList();
+        for (int i = 0; i < n; i++)
+        {
+            int end = Array.IndexOf(ucspi, (byte)0, starts[i]);
+            env.Add(System.Text.Encoding.UTF8.GetString(ucspi, starts[i], end - starts[i]));
+        }
+        return env;
     }
 }

@@ -24,6 +24,26 @@ internal static unsafe partial class Interop
 
     /// <summary>fcntl(F_DUPFD_CLOEXEC): a close-on-exec copy of <paramref name="fd"/> at the lowest free number from <paramref name="atLeast"/>; -1 with errno set on failure.</summary>
     internal static int DupCloseOnExec(int fd, int atLeast) => Fcntl(fd, F_DUPFD_CLOEXEC, atLeast);
+    internal const short POLLIN = 1, POLLOUT = 4;
+
+    /// <summary>struct pollfd.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    /// <summary>poll(2) on one descriptor for <paramref name="events"/>, up to <paramref name="timeoutMs"/> (-1: no limit); 1 ready, 0 timed out, -1 with errno set (EINTR included).</summary>
+    internal static int PollOne(int fd, short events, int timeoutMs)
+    {
+        var p = new PollFd { Fd = fd, Events = events };
+        return Poll(&p, 1, timeoutMs);
+    }
+
+    [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);

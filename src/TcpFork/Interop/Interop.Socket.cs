@@ -8,7 +8,7 @@ internal static unsafe partial class Interop
     internal const int SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     internal const int SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_TYPE = 3, SO_REUSEPORT = 15, SO_ACCEPTCONN = 30, SO_KEEPALIVE = 9, IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;
     internal const int TCP_KEEPIDLE = 4, TCP_KEEPINTVL = 5, TCP_KEEPCNT = 6;
-    internal const int SHUT_WR = 1;
+    internal const int SHUT_WR = 1, SHUT_RDWR = 2;
     internal const int MSG_NOSIGNAL = 0x4000;
 
     [LibraryImport(Libc, EntryPoint = "socket", SetLastError = true)]
@@ -39,6 +39,9 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "getpeername", SetLastError = true)]
     internal static partial int GetPeerName(int fd, SockAddr* addr, int* len);
+
+    [LibraryImport(Libc, EntryPoint = "socketpair", SetLastError = true)]
+    internal static partial int SocketPair(int domain, int type, int protocol, int* fds);
 
     [LibraryImport(Libc, EntryPoint = "shutdown", SetLastError = true)]
     internal static partial int Shutdown(int fd, int how);

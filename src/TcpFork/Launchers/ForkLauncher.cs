@@ -8,14 +8,14 @@ namespace TcpFork;
 /// <para>
 /// A <paramref name="minimal"/> child runs tcpfork's own handler (echo, or exec after setting limits),
 /// which uses nothing of the runtime's state: it keeps only 0, 1, 2 and its connection, and starts no
-/// thread. Any other handler gets a child that behaves like any .NET process.
+/// thread (with TLS it keeps the runtime's descriptors too, and the exec relay starts one). Any other handler gets a child that behaves like any .NET process.
 /// </para>
 /// </summary>
-internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal, bool dieWithParent) : ILauncher
+internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog log, ChildLimits limits, ImageData? image, bool minimal, bool dieWithParent, TlsServer? tls = null) : ILauncher
 {
     private readonly int _parent = Interop.GetPid();
 
-    private readonly Connection _connection = new(-1, default, log);
+    private readonly Connection _connection = new(-1, default, log) { TlsServer = tls };
 
     public string Action => "fork";
 
@@ -58,7 +58,10 @@ internal sealed unsafe class ForkLauncher(ConnectionHandler handler, ServerLog l
         int code = 1;
         try
         {
-            if (minimal)
+            // With TLS a minimal child runs the runtime's own code (SslStream, the exec relay's thread), which
+            // keeps descriptors by number (its /dev/urandom): only the parent's own are closed then, as for any
+            // handler, or the next socketpair would take that number and a thread's random seed read loop on it.
+            if (minimal && tls is null)
             {
                 Interop.CloseAllAbove2Except(fd);
             }

@@ -10,7 +10,10 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class SpawnAttributes : IDisposable
 {
-    /// <summary>With <paramref name="ownGroup"/> false the child stays in the parent's process group (an upgrade's new parent).</summary>
+    /// <param name="ownGroup">
+    /// False: the child stays in its parent's process group — an upgrade's new parent, or a program the TLS
+    /// relay child starts (the group the parent signals for timeouts and the drain is the relay child's).
+    /// </param>
     public SpawnAttributes(bool ownGroup = true)
     {
         Attributes = NativeMemory.AllocZeroed(Interop.PosixSpawnAttrSize);
@@ -68,7 +71,17 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         return FileActions;
     }
 
-    /// <summary>Frees what <see cref="Connection(int, ReadOnlySpan{int}, ValueTuple{int, int})"/> or <see cref="Descriptors"/> made, after the spawn.</summary>
+    /// <summary>Starts the file actions for one child: <paramref name="input"/> onto 0, <paramref name="output"/> onto 1, everything above stderr closed.</summary>
+    public void* Streams(int input, int output)
+    {
+        Interop.PosixSpawnFileActionsInit(FileActions);
+        Interop.PosixSpawnFileActionsAddDup2(FileActions, input, 0);
+        Interop.PosixSpawnFileActionsAddDup2(FileActions, output, 1);
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, 3);
+        return FileActions;
+    }
+
+    /// <summary>Frees what <see cref="Connection(int, ReadOnlySpan{int}, ValueTuple{int, int})"/>, <see cref="Descriptors"/> or <see cref="Streams"/> made, after the spawn.</summary>
     public void Done() => Interop.PosixSpawnFileActionsDestroy(FileActions);
 
     public void Dispose()

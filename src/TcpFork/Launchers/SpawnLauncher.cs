@@ -18,10 +18,13 @@ internal sealed unsafe class SpawnLauncher : ILauncher
     private readonly byte* _fromSameIp;
     /// <summary>With the PROXY protocol on: the header's addresses for the child (else null).</summary>
     private readonly byte* _peer, _local;
+    private readonly TlsServer? _tls;
 
     /// <summary>Spawns children in the role, given the parent's settings and its <paramref name="program"/> if it runs one.</summary>
-    public SpawnLauncher(TcpForkServerOptions options, ExecProgram? program)
+    public SpawnLauncher(TcpForkServerOptions options, ExecProgram? program, TlsServer? tls = null)
     {
+        _tls = tls;
+        _ = tls?.HandOffFd; // made now, not at the first connection
         _command = NativeCommand.ThisProgram(remove: [SignalMask.ReexecVariable], add: ChildRole.Encode(options, program));
         _connectionNumber = _command.ValueOf(ChildRole.ConnectionVariable);
         _fromSameIp = _command.ValueOf(ChildRole.FromSameIpVariable);
@@ -53,7 +56,7 @@ internal sealed unsafe class SpawnLauncher : ILauncher
         }
 
         int pid;
-        int rc = Interop.PosixSpawn(&pid, _command.Path, _spawn.Connection(fd, [ChildRole.InheritedFd]), _spawn.Attributes, _command.Argv, _command.Envp);
+        int rc = Interop.PosixSpawn(&pid, _command.Path, _spawn.Connection(fd, [ChildRole.InheritedFd], _tls is null ? default : (_tls.HandOffFd, ChildRole.InheritedFd + 1)), _spawn.Attributes, _command.Argv, _command.Envp);
         _spawn.Done();
         error = (Errno)rc;
         return rc == 0 ? pid : -1;

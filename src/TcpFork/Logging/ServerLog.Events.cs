@@ -182,6 +182,20 @@ internal sealed partial class ServerLog
     public void RulesKept(Exception e) =>
         Write("warning.rules"u8, $"warning: rules: {(e is FormatException ? e.Message : $"{e.GetType().Name}: {Printable.Truncate(e.Message)}"):reason}; keeping the rules in force");
 
+    /// <summary>SIGHUP re-read the TLS certificate and key (allocates: a rare event).</summary>
+    [LineFormat("tls: reloaded certificate SUBJECT expires DATE")]
+    public void TlsReloaded(string subject, string expires)
+    {
+        if (IsNormal)
+        {
+            Write("tls.reloaded"u8, $"tls: reloaded certificate {subject:subject} expires {expires:expires}");
+        }
+    }
+
+    [LineFormat("warning: tls: REASON; keeping the certificate in force")]
+    public void TlsReloadFailed(string reason) =>
+        Write("warning.tls"u8, $"warning: tls: {reason:reason}; keeping the certificate in force");
+
     [LineFormat("stats: connections N active A allocated BYTES gc G peers-evicted E peers-refused R")]
     public void Stats(long served, int active, long allocated, int gcs, long evicted, long refused)
     {
@@ -448,6 +462,25 @@ internal sealed partial class ServerLog
         if (IsVerbose)
         {
             Write("child.error"u8, $"{pid:pid}: {Interop.ErrorText(error):reason}");
+        }
+    }
+
+    /// <summary>A child's TLS handshake failed (a client speaking plaintext, a bad certificate, a timeout); the child exits 1.</summary>
+    [LineFormat("tls: P: handshake failed: REASON")]
+    public void TlsHandshakeFailed(int pid, string reason)
+    {
+        if (IsNormal)
+        {
+            Write("tls.handshake-failed"u8, $"tls: {pid:pid}: handshake failed: {Printable.Truncate(reason):reason}");
+        }
+    }
+
+    [LineFormat("tls: P: PROTOCOL CIPHER alpn ALPN client SUBJECT")]
+    public void TlsEstablished(int pid, string protocol, string cipher, string alpn, string client)
+    {
+        if (IsVerbose)
+        {
+            Write("tls.established"u8, $"tls: {pid:pid}: {protocol:protocol} {cipher:cipher} alpn {alpn:alpn} client {client:client}");
         }
     }
 

@@ -21,6 +21,7 @@ internal sealed unsafe class ParentLoop : IDisposable
     private readonly ChildTable _children;
     private readonly AccessPolicy _policy;
     private readonly Func<IReadOnlyList<AccessRule>>? _reloadRules;
+    private readonly Action? _reloadTls;
     private readonly HookCalls _hooks;
     private readonly ChildTimeouts _timeouts;
     private readonly Drain _drain;
@@ -44,7 +45,7 @@ internal sealed unsafe class ParentLoop : IDisposable
 
     public ParentLoop(Listener[] listeners, ILauncher launcher, ServerLog log, TcpForkServerOptions options,
         AccessPolicy policy, Func<IReadOnlyList<AccessRule>>? reloadRules, ParentMemory memory, ServiceNotifier? notifier = null,
-        Counters? counters = null, MetricsServer? metrics = null, Upgrade? upgrade = null)
+        Counters? counters = null, MetricsServer? metrics = null, Upgrade? upgrade = null, Action? reloadTls = null)
     {
         _counters = counters ?? Counters.Private(memory);
         _metrics = metrics;
@@ -56,6 +57,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _options = options;
         _policy = policy;
         _reloadRules = reloadRules;
+        _reloadTls = reloadTls;
         _keepConnections = options.IdleTimeout is not null;
         _children = new ChildTable(options.MaxConnections, memory, _keepConnections);
         _needLocalAddress = log.IsVerbose || launcher.NeedsLocalAddress;
@@ -145,6 +147,7 @@ internal sealed unsafe class ParentLoop : IDisposable
                 {
                     _policy.Reload(_reloadRules, _log);
                 }
+                _reloadTls?.Invoke();
                 _notifier?.Reloaded();
                 _log.Stats(*_served, _children.Count, GC.GetAllocatedBytesForCurrentThread(), GC.CollectionCount(0), _policy.Peers.Evicted, _policy.Peers.Refused);
                 break;

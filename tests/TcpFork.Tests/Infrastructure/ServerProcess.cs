@@ -97,7 +97,7 @@ public sealed partial class ServerProcess : IDisposable
 
     /// <summary>
     /// Starts <c>tcpfork exec [extra] -- program…</c> with the given binary, and its mode when a tcpfork child
-    /// runs before the program (--limit-*, --die-with-parent): without them exec spawns the program
+    /// runs before the program (--limit-*, --die-with-parent, --tls-cert): without them exec spawns the program
     /// directly and refuses --mode fork or spawn.
     /// </summary>
     public static ServerProcess StartExec(Flavor flavor, string[] extra, params string[] program) =>
@@ -107,7 +107,7 @@ public sealed partial class ServerProcess : IDisposable
     public static ServerProcess StartExec(Flavor flavor, IDictionary<string, string> env, string[] extra, params string[] program)
     {
         (string exe, string[] mode) = Binaries.For(flavor);
-        mode = extra.Any(a => a.StartsWith("--limit-", StringComparison.Ordinal) || a == "--die-with-parent") ? mode : [];
+        mode = extra.Any(a => a.StartsWith("--limit-", StringComparison.Ordinal) || a is "--die-with-parent" or "--tls-cert") ? mode : [];
         return Start(exe, ["exec", .. mode, .. Verbose(extra), .. extra, "--", .. program], extra.Count(a => a is "--listen" or "-l") is var n && n > 0 ? n : 1, env);
     }
 

@@ -1,0 +1,149 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace TcpFork;
+
+/// <summary>
+/// The server's certificate chain and key, and the client CAs, parsed once: by the parent from the
+/// files (at start, and on SIGHUP), or by a spawned child from the bytes the parent handed it (it never
+/// opens the files itself: they may be root's, and it runs as <see cref="TcpForkServerOptions.User"/>).
+/// A forked child inherits the parent's object as it was at the fork, parsed and ready.
+/// </summary>
+internal sealed class TlsCredentials
+{
+    private TlsCredentials(byte[] certificatePem, byte[] keyPem, byte[]? caPem)
+    {
+        CertificatePem = certificatePem;
+        KeyPem = keyPem;
+        CaPem = caPem;
+        var chain = new X509Certificate2Collection();
+        try
+        {
+            chain.ImportFromPem(Encoding.ASCII.GetString(certificatePem));
+        }
+        catch (CryptographicException)
+        {
+            throw new TlsFileException(TlsFile.Certificate, "is not a PEM certificate");
+        }
+        if (chain.Count == 0)
+        {
+            throw new TlsFileException(TlsFile.Certificate, "holds no PEM certificate");
+        }
+        X509Certificate2 leaf;
+        try
+        {
+            leaf = X509Certificate2.CreateFromPem(Encoding.ASCII.GetString(certificatePem), Encoding.ASCII.GetString(keyPem));
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
+        {
+            throw new TlsFileException(TlsFile.Key, "holds no unencrypted PEM private key (PKCS#8, RSA or EC) matching the certificate");
+        }
+        Certificate = leaf;
+        X509Certificate2Collection intermediates = [.. chain.Skip(1)];
+        // offline: no AIA or OCSP fetch, which would start threads (and a fork needs a one-thread parent).
+        Context = SslStreamCertificateContext.Create(leaf, intermediates, offline: true);
+        if (caPem is not null)
+        {
+            var cas = new X509Certificate2Collection();
+            try
+            {
+                cas.ImportFromPem(Encoding.ASCII.GetString(caPem));
+            }
+            catch (CryptographicException)
+            {
+                throw new TlsFileException(TlsFile.ClientCa, "is not PEM certificates");
+            }
+            if (cas.Count == 0)
+            {
+                throw new TlsFileException(TlsFile.ClientCa, "holds no PEM certificate");
+            }
+            ClientCas = cas;
+        }
+    }
+
+    public byte[] CertificatePem { get; }
+
+    public byte[] KeyPem { get; }
+
+    public byte[]? CaPem { get; }
+
+    /// <summary>The server's certificate, with its private key.</summary>
+    public X509Certificate2 Certificate { get; }
+
+    public SslStreamCertificateContext Context { get; }
+
+    /// <summary>The client certificates' trust anchors, with <see cref="TlsOptions.ClientCaFile"/>.</summary>
+    public X509Certificate2Collection? ClientCas { get; }
+
+    /// <summary>
+    /// Reads and parses the files of <paramref name="options"/>; throws <see cref="TlsFileException"/>
+    /// (an <see cref="ArgumentException"/>) naming the option and the file when one is missing,
+    /// unreadable or not what it should hold.
+    /// </summary>
+    public static TlsCredentials Read(TlsOptions options)
+    {
+        byte[] cert = ReadFile(options.CertificateFile, TlsFile.Certificate);
+        byte[] key = ReadFile(options.KeyFile, TlsFile.Key);
+        byte[]? ca = options.ClientCaFile is null ? null : ReadFile(options.ClientCaFile, TlsFile.ClientCa);
+        try
+        {
+            return new TlsCredentials(cert, key, ca);
+        }
+        catch (TlsFileException e)
+        {
+            throw e.For(e.File switch { TlsFile.Certificate => options.CertificateFile, TlsFile.Key => options.KeyFile, _ => options.ClientCaFile! });
+        }
+    }
+
+    /// <summary>Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>).</summary>
+    public static TlsCredentials FromPem(byte[] certificatePem, byte[] keyPem, byte[]? caPem) => new(certificatePem, keyPem, caPem);
+
+    private static byte[] ReadFile(string path, TlsFile file)
+    {
+        try
+        {
+            return File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string why = e switch
+            {
+                FileNotFoundException or DirectoryNotFoundException => "no such file",
+                UnauthorizedAccessException => "permission denied",
+                _ => SystemCallException.Describe(e.HResult),
+            };
+            throw new TlsFileException(file, why).For(path);
+        }
+    }
+
+    /// <summary>For the log: when the certificate expires, RFC 3339 UTC.</summary>
+    public string Expires => Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>Which of the TLS files a <see cref="TlsFileException"/> is about.</summary>
+internal enum TlsFile
+{
+    Certificate,
+    Key,
+    ClientCa,
+}
+
+/// <summary>
+/// A TLS file that is missing, unreadable or not what it should hold. Its message names the option
+/// (<c>TcpForkServerOptions.Tls.CertificateFile</c>, which the CLI shows as <c>--tls-cert</c>), the file
+/// and the reason; <see cref="Plain"/> says the same with the file alone, for the reload warning.
+/// </summary>
+#pragma warning disable CA1032 // Only made here, always with its parts.
+internal sealed class TlsFileException(TlsFile file, string reason, string? path = null)
+#pragma warning restore CA1032
+    : ArgumentException($"TcpForkServerOptions.Tls.{file switch { TlsFile.Certificate => "CertificateFile", TlsFile.Key => "KeyFile", _ => "ClientCaFile" }} '{path}': {reason}")
+{
+    public TlsFile File { get; } = file;
+
+    public string Plain { get; } = $"{file switch { TlsFile.Certificate => "certificate", TlsFile.Key => "key", _ => "client CA" }} file '{path}': {reason}";
+
+    /// <summary>The same failure, naming <paramref name="filePath"/>.</summary>
+    public TlsFileException For(string filePath) => new(File, reason, filePath);
+}
