@@ -163,6 +163,46 @@ public class ProxyProtocolTests
         Assert.Equal(s_data, await EchoOnceWithHeader(server.Port, V1("192.0.2.9", "192.0.2.2", 7, 8)));
     }
 
+    /// <summary>
+    /// A flood of bad headers does not flood the log: the first of each reason is written at once, the
+    /// rest counted (docs/logging.md, "Repeated warnings"); at exit the counts are written, and they add up.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Bad_headers_by_the_hundred_write_one_warning_and_a_count(Flavor flavor)
+    {
+        const int Garbage = 200, Strangers = 20;
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v1", "--proxy-from", "127.0.0.1/32", "--proxy-timeout", "60");
+        for (int i = 0; i < Garbage; i++)
+        {
+            using Socket client = EchoClient.Connect(server.Port);
+            await client.SendAsync("GET / HTTP/1.0\r\n\r\n"u8.ToArray());
+            Assert.Empty(await EchoClient.DrainAsync(client)); // closed by the server: the header was judged
+        }
+        for (int i = 0; i < Strangers; i++)
+        {
+            using Socket stranger = ConnectFrom("127.0.0.2", server.Port);
+            Assert.Empty(await EchoClient.DrainAsync(stranger));
+        }
+        Assert.Equal(s_data, await EchoOnceWithHeader(server.Port, V1("192.0.2.9", "192.0.2.2", 7, 8)));
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(30)));
+
+        string[] warnings = [.. server.StderrLines.Where(l => l.StartsWith("tcpfork: warning: proxy header", StringComparison.Ordinal))];
+        Assert.InRange(warnings.Length, 4, 8); // each reason's first, its count when the cause changed, and maybe a 10 s count on a slow machine
+        Assert.Matches("^tcpfork: warning: proxy header from 127\\.0\\.0\\.1:\\d+: no PROXY v1 header; closed$", warnings[0]);
+        Assert.Single(warnings, l => l.EndsWith(": not a trusted proxy; closed", StringComparison.Ordinal));
+        Assert.Equal(Garbage - 1, Counted(warnings, "no PROXY v1 header"));
+        Assert.Equal(Strangers - 1, Counted(warnings, "not a trusted proxy"));
+        Assert.Contains(warnings, l => l.StartsWith("tcpfork: warning: proxy header: no PROXY v1 header; repeated ", StringComparison.Ordinal) && l.EndsWith("; the cause changed", StringComparison.Ordinal));
+    }
+
+    /// <summary>The sum of the counts written for <paramref name="reason"/>.</summary>
+    private static long Counted(string[] warnings, string reason) =>
+        warnings.Select(l => System.Text.RegularExpressions.Regex.Match(l, $"^tcpfork: warning: proxy header: {reason}; repeated (\\d+) times in the last [\\d.]+ s"))
+            .Where(m => m.Success).Sum(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+
     [Theory]
     [InlineData(Flavor.AotFork)]
     [InlineData(Flavor.AotSpawn)]
