@@ -22,6 +22,20 @@ public class DeploymentTests(ITestOutputHelper output)
     internal static readonly string[] Backend = ["balance roundrobin"];
     internal const string ServerOptions = "check inter 100 send-proxy-v2 check-send-proxy";
 
+    /// <summary>docs/deployment.md shows the configuration this test runs: its defaults, backend and server lines.</summary>
+    [Fact]
+    public void The_docs_haproxy_cfg_is_the_one_tested()
+    {
+        string page = File.ReadAllText(Path.Combine(Binaries.RepoRoot, "docs", "deployment.md"));
+        int start = page.IndexOf("```\nglobal\n", StringComparison.Ordinal);
+        Assert.True(start >= 0, "docs/deployment.md has no haproxy.cfg block");
+        string[] lines = [.. page[(start + 4)..page.IndexOf("```", start + 4, StringComparison.Ordinal)].Split('\n').Select(l => l.Trim())];
+        Assert.All(Defaults.Concat(Backend), line => Assert.Contains(line, lines));
+        Assert.Equal(3, lines.Count(l => l.StartsWith("server s", StringComparison.Ordinal) && l.EndsWith(" " + ServerOptions, StringComparison.Ordinal)));
+        Assert.Contains("mode tcp", lines);
+        Assert.Contains(lines, l => l.StartsWith("stats socket ", StringComparison.Ordinal) && l.EndsWith(" level admin", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData(Flavor.AotFork, true)]
     [InlineData(Flavor.AotFork, false)]
@@ -65,7 +79,7 @@ public class DeploymentTests(ITestOutputHelper output)
             JsonElement result = JsonDocument.Parse(stdout).RootElement;
             Dictionary<string, Dictionary<string, string>> stats = haproxy.Stats();
             Dictionary<string, string> down = stats["be/s2"];
-            output.WriteLine($"{flavor}, {(drainInHaProxyFirst ? "drained in HAProxy, then SIGTERM" : "SIGTERM alone")}: bench ok {result.GetProperty("ok")} failed {result.GetProperty("failed")} {result.GetProperty("failures")}");
+            output.WriteLine($"{flavor}, {(drainInHaProxyFirst ? "drained in HAProxy, then SIGTERM" : "SIGTERM alone")}: bench ok {result.GetProperty("ok")} failed {result.GetProperty("failed")} {result.GetProperty("failures")} latency ms {result.GetProperty("latency_ms")}");
             foreach (string name in s_servers)
             {
                 Dictionary<string, string> r = stats["be/" + name];
