@@ -40,6 +40,7 @@ public class DeploymentTests(ITestOutputHelper output)
     [InlineData(Flavor.AotFork, true)]
     [InlineData(Flavor.AotFork, false)]
     [InlineData(Flavor.AotSpawn, true)]
+    [InlineData(Flavor.AotSpawn, false)]
     public async Task An_instance_stopped_under_load_behind_haproxy_fails_no_client(Flavor flavor, bool drainInHaProxyFirst)
     {
         ServerProcess[] instances = new ServerProcess[3];
