@@ -60,7 +60,8 @@ internal sealed unsafe class RepeatedWarnings
 
     /// <summary>
     /// True when the warning of <paramref name="kind"/> with <paramref name="cause"/> (and <paramref name="what"/>,
-    /// compared as text) is to be written now: the first of a run. Otherwise it is counted (and a due summary written) and the caller writes nothing.
+    /// compared as text) is to be written now: the first of a run. Otherwise it is counted (and a due
+    /// summary written) and the caller writes nothing.
     /// </summary>
     public bool First(Repeat kind, Errno cause, long now, string? what = null)
     {
