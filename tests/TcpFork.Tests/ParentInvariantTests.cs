@@ -125,6 +125,44 @@ public class ParentInvariantTests
     }
 
     /// <summary>
+    /// The refusal path with --proxy-protocol: 1000 bad headers, alternating two reasons so the repeated-warnings
+    /// counter ends and starts runs (the first of each written, the rest counted), cost the parent 0 bytes.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Invariant_3_holds_for_bad_PROXY_headers_and_their_counted_warnings(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v1", "--proxy-timeout", "60");
+        async Task Refused(int i)
+        {
+            using System.Net.Sockets.Socket s = EchoClient.Connect(server.Port);
+            await s.SendAsync(i % 10 == 0 ? "PROXY TCP9 x\r\n"u8.ToArray() : "GET / HTTP/1.0\r\n\r\n"u8.ToArray());
+            Assert.Empty(await EchoClient.DrainAsync(s));
+        }
+        for (int i = 0; i < 20; i++)
+        {
+            await Refused(i);
+        }
+        (long before, int gcBefore) = Stats(server);
+        for (int i = 0; i < 1000; i++)
+        {
+            await Refused(i);
+            if (i % 100 == 5)
+            {
+                // Not a wait for an event: time passing within a run is the point, so that its count is
+                // written with a fraction ("in the last 0.1 s"), which the 20 quick ones above may not have.
+                await Task.Delay(120);
+            }
+        }
+        (long after, int gcAfter) = Stats(server);
+        Assert.Equal(0, after - before);
+        Assert.Equal(gcBefore, gcAfter);
+        Assert.Contains(server.StderrLines, l => l.Contains("; repeated ", StringComparison.Ordinal) && l.EndsWith("; the cause changed", StringComparison.Ordinal));
+        Assert.Contains(server.StderrLines, l => Regex.IsMatch(l, @"; repeated \d+ times in the last \d+\.\d s"));
+    }
+
+    /// <summary>
     /// <paramref name="connections"/> connections (made by <paramref name="exchange"/>, one plain echo by
     /// default) after 20 to warm up cost the parent 0 bytes; <paramref name="served"/> were served before.
     /// With <paramref name="metricsPort"/>, a scrape every 100 connections (each handed to a child), whose

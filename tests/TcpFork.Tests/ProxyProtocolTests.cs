@@ -27,7 +27,8 @@ public class ProxyProtocolTests
     public async Task Behind_haproxy_the_client_is_judged_and_logged_not_the_proxy(Flavor flavor, string sendProxy, string version)
     {
         using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", version, "--proxy-from", "127.0.0.1", "--deny", "127.0.0.3");
-        using ServerProcess haproxy = StartHaProxy(server.Port, sendProxy, out int front);
+        using HaProxy haproxy = HaProxy.Start(server.Port, sendProxy);
+        int front = haproxy.Front;
 
         using (Socket served = ConnectFrom("127.0.0.4", front))
         {
@@ -56,7 +57,8 @@ public class ProxyProtocolTests
     {
         string[] extra = ["--proxy-protocol", "any", "--proxy-from", "127.0.0.1/8", .. throughChild ? new[] { "--limit-nofile", "64" } : []];
         using ServerProcess server = ServerProcess.StartExec(flavor, extra, "sh", "-c", "echo \"$TCPREMOTEIP $TCPREMOTEPORT $TCPLOCALIP $TCPLOCALPORT $PROTO\"");
-        using ServerProcess haproxy = StartHaProxy(server.Port, sendProxy, out int front);
+        using HaProxy haproxy = HaProxy.Start(server.Port, sendProxy);
+        int front = haproxy.Front;
 
         using Socket client = ConnectFrom("127.0.0.3", front);
         int port = ((IPEndPoint)client.LocalEndPoint!).Port;
@@ -71,7 +73,8 @@ public class ProxyProtocolTests
     public async Task Behind_haproxy_a_library_handler_and_its_verify_hook_see_the_client(Flavor flavor)
     {
         using ServerProcess server = ServerProcess.Start(Binaries.TestHost(flavor), ["proxy", flavor == Flavor.AotFork ? "fork" : "spawn"]);
-        using ServerProcess haproxy = StartHaProxy(server.Port, "send-proxy-v2", out int front);
+        using HaProxy haproxy = HaProxy.Start(server.Port, "send-proxy-v2");
+        int front = haproxy.Front;
 
         using (Socket client = ConnectFrom("127.0.0.3", front))
         {
@@ -93,7 +96,7 @@ public class ProxyProtocolTests
     public void Haproxys_v2_health_checks_are_LOCAL_and_judged_as_the_proxy(Flavor flavor)
     {
         using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v2", "--proxy-from", "127.0.0.1");
-        using ServerProcess haproxy = StartHaProxy(server.Port, "send-proxy-v2 check inter 100", out _);
+        using HaProxy haproxy = HaProxy.Start(server.Port, "send-proxy-v2 check inter 100");
         server.WaitForLogCount($"^tcpfork: ok \\d+ :127\\.0\\.0\\.1:{server.Port} :127\\.0\\.0\\.1::\\d+$", 3);
         Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: proxy: ", StringComparison.Ordinal) || l.Contains("warning", StringComparison.Ordinal));
     }
@@ -159,6 +162,46 @@ public class ProxyProtocolTests
         Assert.DoesNotContain(server.StderrLines, l => l.StartsWith("tcpfork: ok ", StringComparison.Ordinal));
         Assert.Equal(s_data, await EchoOnceWithHeader(server.Port, V1("192.0.2.9", "192.0.2.2", 7, 8)));
     }
+
+    /// <summary>
+    /// A flood of bad headers does not flood the log: the first of each reason is written at once, the
+    /// rest counted (docs/logging.md, "Repeated warnings"); at exit the counts are written, and they add up.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Bad_headers_by_the_hundred_write_one_warning_and_a_count(Flavor flavor)
+    {
+        const int Garbage = 200, Strangers = 20;
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v1", "--proxy-from", "127.0.0.1/32", "--proxy-timeout", "60");
+        for (int i = 0; i < Garbage; i++)
+        {
+            using Socket client = EchoClient.Connect(server.Port);
+            await client.SendAsync("GET / HTTP/1.0\r\n\r\n"u8.ToArray());
+            Assert.Empty(await EchoClient.DrainAsync(client)); // closed by the server: the header was judged
+        }
+        for (int i = 0; i < Strangers; i++)
+        {
+            using Socket stranger = ConnectFrom("127.0.0.2", server.Port);
+            Assert.Empty(await EchoClient.DrainAsync(stranger));
+        }
+        Assert.Equal(s_data, await EchoOnceWithHeader(server.Port, V1("192.0.2.9", "192.0.2.2", 7, 8)));
+        server.Signal(Native.SIGTERM);
+        Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(30)));
+
+        string[] warnings = [.. server.StderrLines.Where(l => l.StartsWith("tcpfork: warning: proxy header", StringComparison.Ordinal))];
+        Assert.InRange(warnings.Length, 4, 8); // each reason's first, its count when the cause changed, and maybe a 10 s count on a slow machine
+        Assert.Matches("^tcpfork: warning: proxy header from 127\\.0\\.0\\.1:\\d+: no PROXY v1 header; closed$", warnings[0]);
+        Assert.Single(warnings, l => l.EndsWith(": not a trusted proxy; closed", StringComparison.Ordinal));
+        Assert.Equal(Garbage - 1, Counted(warnings, "no PROXY v1 header"));
+        Assert.Equal(Strangers - 1, Counted(warnings, "not a trusted proxy"));
+        Assert.Contains(warnings, l => l.StartsWith("tcpfork: warning: proxy header: no PROXY v1 header; repeated ", StringComparison.Ordinal) && l.EndsWith("; the cause changed", StringComparison.Ordinal));
+    }
+
+    /// <summary>The sum of the counts written for <paramref name="reason"/>.</summary>
+    private static long Counted(string[] warnings, string reason) =>
+        warnings.Select(l => System.Text.RegularExpressions.Regex.Match(l, $"^tcpfork: warning: proxy header: {reason}; repeated (\\d+) times in the last [\\d.]+ s"))
+            .Where(m => m.Success).Sum(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
 
     [Theory]
     [InlineData(Flavor.AotFork)]
@@ -322,54 +365,4 @@ public class ProxyProtocolTests
             spin.SpinOnce();
         }
     }
-
-    /// <summary>
-    /// HAProxy in the foreground (master-worker, so it says "Loading success." once its listener is bound),
-    /// TCP mode, one server: tcpfork on <paramref name="serverPort"/> with <paramref name="sendProxy"/> (and any further server options).
-    /// Its frontend port is picked free (bind 0, close); taken in between, the start is tried again.
-    /// The ServerProcess ends it and its worker.
-    /// </summary>
-    private static ServerProcess StartHaProxy(int serverPort, string sendProxy, out int front)
-    {
-        string dir = Directory.CreateTempSubdirectory("tcpfork-haproxy-").FullName;
-        for (int attempt = 1; ; attempt++)
-        {
-            front = SystemdTests.FreePort();
-            string config = Path.Combine(dir, "haproxy.cfg");
-            File.WriteAllText(config, string.Create(CultureInfo.InvariantCulture, $"""
-                global
-                  maxconn 100
-                defaults
-                  mode tcp
-                  timeout connect 5s
-                  timeout client 30s
-                  timeout server 30s
-                frontend fe
-                  bind 127.0.0.1:{front}
-                  default_backend be
-                backend be
-                  server tcpfork 127.0.0.1:{serverPort} {sendProxy}
-
-                """));
-            ServerProcess haproxy = ServerProcess.Start(HaProxyBinary, ["-W", "-db", "-f", config], listeners: 0);
-            try
-            {
-                haproxy.WaitForLog("Loading success\\.");
-                return haproxy;
-            }
-            catch (TimeoutException) when (attempt < 3 && haproxy.Stderr.Contains("cannot bind", StringComparison.OrdinalIgnoreCase))
-            {
-                haproxy.Dispose();
-            }
-            catch
-            {
-                haproxy.Dispose();
-                throw;
-            }
-        }
-    }
-
-    private static string HaProxyBinary =>
-        new[] { "/usr/sbin/haproxy", "/usr/local/sbin/haproxy" }.FirstOrDefault(File.Exists)
-        ?? throw new InvalidOperationException("haproxy is not installed (.ci/run installs it: apt-get install haproxy)");
 }

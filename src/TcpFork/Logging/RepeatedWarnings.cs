@@ -17,6 +17,9 @@ internal enum Repeat
 
     /// <summary><c>P exited S …: a .NET runtime that could not start</c>: ended by the next spawned child that exits otherwise.</summary>
     ChildStartFailed,
+
+    /// <summary><c>proxy header from ADDR: REASON; closed</c>: one per connection closed without its PROXY header (a flood of them, a misconfigured proxy), interleaved with good ones.</summary>
+    ProxyHeader,
 }
 
 /// <summary>
@@ -31,7 +34,7 @@ internal sealed unsafe class RepeatedWarnings
     /// <summary>At most one summary line per kind in this many milliseconds.</summary>
     public const long WindowMs = 10_000;
 
-    private const int Kinds = 5;
+    private const int Kinds = 6;
 
     private struct Run
     {
@@ -43,7 +46,10 @@ internal sealed unsafe class RepeatedWarnings
 
     private readonly ServerLog _log;
     private readonly Run* _runs;
-    /// <summary>What failed, for the summary of <see cref="Repeat.LaunchFailed"/> (the launcher's Action, held, not copied).</summary>
+    /// <summary>
+    /// What failed, for the summary of <see cref="Repeat.LaunchFailed"/> (the launcher's Action), or the
+    /// reason of <see cref="Repeat.ProxyHeader"/> (a constant text): held, not copied; part of the cause.
+    /// </summary>
     private readonly string?[] _what = new string?[Kinds];
 
     public RepeatedWarnings(ServerLog log, ParentMemory memory)
@@ -53,8 +59,9 @@ internal sealed unsafe class RepeatedWarnings
     }
 
     /// <summary>
-    /// True when the warning of <paramref name="kind"/> with <paramref name="cause"/> is to be written now:
-    /// the first of a run. Otherwise it is counted (and a due summary written) and the caller writes nothing.
+    /// True when the warning of <paramref name="kind"/> with <paramref name="cause"/> (and <paramref name="what"/>,
+    /// compared as text) is to be written now: the first of a run. Otherwise it is counted (and a due
+    /// summary written) and the caller writes nothing.
     /// </summary>
     public bool First(Repeat kind, Errno cause, long now, string? what = null)
     {
@@ -63,7 +70,7 @@ internal sealed unsafe class RepeatedWarnings
         {
             run.Active = false; // a whole window without a repeat: this one starts a new run
         }
-        if (run.Active && run.Cause == cause)
+        if (run.Active && run.Cause == cause && string.Equals(_what[(int)kind], what, StringComparison.Ordinal))
         {
             run.Count++;
             if (now - run.Since >= WindowMs)

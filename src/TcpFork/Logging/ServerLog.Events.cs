@@ -386,6 +386,9 @@ internal sealed partial class ServerLog
             case Repeat.ChildStartFailed:
                 Write("warning.child-start.repeated"u8, $"warning: spawned children: exited as a .NET runtime that could not start; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;
+            case Repeat.ProxyHeader:
+                Write("warning.proxy-header.repeated"u8, $"warning: proxy header: {action:reason}; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
+                break;
             case Repeat.TableFull:
                 Write("warning.table-full.repeated"u8, $"warning: per-IP table: every slot of this client's bucket has open connections; repeated {count:count} times in the last {seconds:seconds|0.#} s{separator}{outcome:outcome}");
                 break;

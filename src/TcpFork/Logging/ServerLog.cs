@@ -29,6 +29,12 @@ internal sealed unsafe partial class ServerLog
         _fd = fd;
         Format = format;
         Timestamps = timestamps;
+        // The first number formatted with a fraction into UTF-8 makes NumberFormatInfo cache its decimal
+        // separator's UTF-8 bytes (32 bytes, once): here, before the parent's loop, not at the first
+        // "repeated N times in the last 0.1 s" it writes while serving.
+        Span<byte> warm = stackalloc byte[8];
+        0.5.TryFormat(warm, out _, "0.#", null);
+        0.5.TryFormat(warm, out _, "0.#", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public LogLevel Level { get; }

@@ -66,7 +66,7 @@ internal sealed unsafe class ParentLoop : IDisposable
         _drain = new Drain(options, _children, log);
         _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
-        _proxy = ProxyHeaders.Create(options, _poller, _children, log, memory);
+        _proxy = ProxyHeaders.Create(options, _poller, _children, _repeats, log, memory);
         _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff, _counters);
         _metrics?.Watch(_poller);
         _upgrade = upgrade ?? Upgrade.AtStart(enabled: false, readyFd: -1);

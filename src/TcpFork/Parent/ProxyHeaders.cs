@@ -11,7 +11,8 @@ namespace TcpFork;
 /// child inherits the socket). Every slot has the same timeout, so the ring is a FIFO whose head is the
 /// next deadline. Waiting connections count toward <see cref="TcpForkServerOptions.MaxConnections"/>
 /// with the children (<see cref="IsFull"/>): each has a child slot reserved. All memory is parent-only
-/// and allocated once; nothing here allocates per connection.
+/// and allocated once; nothing here allocates per connection. Its warnings are counted as they repeat
+/// (<see cref="Repeat.ProxyHeader"/>): a flood of bad headers writes a line per 10 s, not one per connection.
 /// </summary>
 internal sealed unsafe class ProxyHeaders
 {
@@ -40,11 +41,12 @@ internal sealed unsafe class ProxyHeaders
     private readonly Poller _poller;
     private readonly ChildTable _children;
     private readonly ServerLog _log;
+    private readonly RepeatedWarnings _repeats;
 
     /// <summary>The ring: <see cref="_used"/> slots from <see cref="_head"/>, done ones included; <see cref="_waiting"/> of them live.</summary>
     private int _head, _used, _waiting;
 
-    private ProxyHeaders(TcpForkServerOptions options, Poller poller, ChildTable children, ServerLog log, ParentMemory memory)
+    private ProxyHeaders(TcpForkServerOptions options, Poller poller, ChildTable children, RepeatedWarnings repeats, ServerLog log, ParentMemory memory)
     {
         _capacity = options.MaxConnections;
         _slots = memory.Allocate<Slot>(_capacity);
@@ -55,11 +57,12 @@ internal sealed unsafe class ProxyHeaders
         _poller = poller;
         _children = children;
         _log = log;
+        _repeats = repeats;
     }
 
     /// <summary>The reader for <paramref name="options"/>, or null when the PROXY protocol is off.</summary>
-    public static ProxyHeaders? Create(TcpForkServerOptions options, Poller poller, ChildTable children, ServerLog log, ParentMemory memory) =>
-        options.ProxyProtocol == ProxyProtocol.Off ? null : new ProxyHeaders(options, poller, children, log, memory);
+    public static ProxyHeaders? Create(TcpForkServerOptions options, Poller poller, ChildTable children, RepeatedWarnings repeats, ServerLog log, ParentMemory memory) =>
+        options.ProxyProtocol == ProxyProtocol.Off ? null : new ProxyHeaders(options, poller, children, repeats, log, memory);
 
     /// <summary>True when no connection may be accepted: children and waiting headers fill the limit, or the ring is full.</summary>
     public bool IsFull => _children.Count + _waiting >= _children.Capacity || _used == _capacity;
@@ -81,7 +84,7 @@ internal sealed unsafe class ProxyHeaders
     {
         if (!Trusted(c.Peer))
         {
-            Fail(fd, c.Peer, "not a trusted proxy");
+            Fail(fd, c.Peer, "not a trusted proxy", now);
             return false;
         }
         switch (Read(fd, ref c, hangup: false, out int needed, out string? reason))
@@ -89,7 +92,7 @@ internal sealed unsafe class ProxyHeaders
             case ProxyParseStatus.Done:
                 return true;
             case ProxyParseStatus.Invalid:
-                Fail(fd, c.Peer, reason);
+                Fail(fd, c.Peer, reason, now);
                 return false;
         }
         int i = (_head + _used) % _capacity;
@@ -100,7 +103,7 @@ internal sealed unsafe class ProxyHeaders
         s->LowWater = 1;
         if (!_poller.TryWatch(fd, TagBit | (uint)i, on: true, Interop.EPOLLIN | Interop.EPOLLRDHUP))
         {
-            Fail(fd, c.Peer, "epoll_ctl failed");
+            Fail(fd, c.Peer, "epoll_ctl failed", now);
             return false;
         }
         _used++;
@@ -132,7 +135,7 @@ internal sealed unsafe class ProxyHeaders
         Release(s);
         if (status == ProxyParseStatus.Invalid)
         {
-            Fail(fd, s->Connection.Peer, reason);
+            Fail(fd, s->Connection.Peer, reason, Environment.TickCount64);
             return false;
         }
         if (s->LowWater > 1)
@@ -153,7 +156,7 @@ internal sealed unsafe class ProxyHeaders
             {
                 int fd = s->Fd;
                 Release(s);
-                Fail(fd, s->Connection.Peer, "timed out");
+                Fail(fd, s->Connection.Peer, "timed out", now);
             }
             Trim();
         }
@@ -176,7 +179,7 @@ internal sealed unsafe class ProxyHeaders
             {
                 int closing = s->Fd;
                 Release(s);
-                Fail(closing, s->Connection.Peer, "server stopping");
+                Fail(closing, s->Connection.Peer, "server stopping", Environment.TickCount64);
             }
         }
         fd = -1;
@@ -264,9 +267,14 @@ internal sealed unsafe class ProxyHeaders
         }
     }
 
-    private void Fail(int fd, in SockAddr proxy, string? reason)
+    /// <summary>Closes a connection that brought no usable header; its warning is written when it is the first of a run (RepeatedWarnings).</summary>
+    private void Fail(int fd, in SockAddr proxy, string? reason, long now)
     {
         Interop.Close(fd);
-        _log.ProxyHeaderFailed(proxy, reason ?? "invalid");
+        reason ??= "invalid";
+        if (_repeats.First(Repeat.ProxyHeader, 0, now, reason))
+        {
+            _log.ProxyHeaderFailed(proxy, reason);
+        }
     }
 }
