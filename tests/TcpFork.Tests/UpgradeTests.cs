@@ -127,9 +127,13 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task Under_systemd_socket_activate_the_passed_socket_goes_from_generation_to_generation_and_MAINPID_follows()
     {
+        // As Ten_upgrades_under_full_load_…: 10 upgrades over 20 s of load, the file replaced between two.
+        string dir = Directory.CreateTempSubdirectory("tcpfork-upgrade-").FullName;
+        string exe = Path.Combine(dir, "tcpfork");
+        File.Copy(Binaries.AotBinary, exe);
         int port = SystemdTests.FreePort();
         using var notify = new SystemdTests.NotifySocket();
-        using ServerProcess server = SystemdTests.ActivatedTcp(port, [Binaries.AotBinary, "echo", "--mode", "fork", "--upgrade"], out Socket first,
+        using ServerProcess server = SystemdTests.ActivatedTcp(port, [exe, "echo", "--mode", "fork", "--upgrade"], out Socket first,
             new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Address });
         try
         {
@@ -139,11 +143,24 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             }
             Assert.StartsWith("READY=1\n", notify.Receive());
             string listener = $"socket:[{Native.ListeningInode(port)}]";
+            var clock = Stopwatch.StartNew();
             Task<(int Code, string Stdout, string Stderr)> load = Task.Run(() =>
-                Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, "bench", $"127.0.0.1:{port}", "-d", "6", "-c", "4", "--json"));
+                Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, "bench", $"127.0.0.1:{port}", "-d", "20", "-c", "4", "--json"));
             int current = server.Pid;
-            for (int i = 0; i < 3; i++)
+            HashSet<int> generations = [current];
+            for (int i = 0; i < 10; i++)
             {
+                // One upgrade every 1.7 s from 1 s on (a schedule over the load, not a wait for an event).
+                TimeSpan due = TimeSpan.FromSeconds(1 + (1.7 * i)) - clock.Elapsed;
+                if (due > TimeSpan.Zero)
+                {
+                    await Task.Delay(due);
+                }
+                if (i == 5)
+                {
+                    File.Copy(Binaries.AotBinary, exe + ".new");
+                    File.Move(exe + ".new", exe, overwrite: true);
+                }
                 Assert.Equal(0, Signal(current, Native.SIGUSR2));
                 int next = TookOver(server, current);
                 Assert.Matches("^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\n$", NextNotStatus(notify));
@@ -153,17 +170,21 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
                 Assert.Contains(listener, Directory.GetFiles($"/proc/{next}/fd").Select(f => new FileInfo(f).LinkTarget));
                 server.WaitForLog($@"^tcpfork: start: pid {next} mode fork listen systemd:web=127\.0\.0\.1:{port} ");
                 current = next;
-                await Task.Delay(TimeSpan.FromSeconds(1.5)); // a schedule: upgrades spread over the load
+                generations.Add(next);
             }
             (int code, string stdout, string stderr) = await load;
-            output.WriteLine(stdout);
+            output.WriteLine($"generations {string.Join(' ', generations)}; bench: {stdout}");
             Assert.True(code == 0, stdout + stderr);
-            Assert.Equal(0, JsonDocument.Parse(stdout).RootElement.GetProperty("failed").GetInt64());
+            JsonElement result = JsonDocument.Parse(stdout).RootElement;
+            Assert.Equal(0, result.GetProperty("failed").GetInt64());
+            Assert.All(result.GetProperty("failures").EnumerateObject(), f => Assert.Equal(0, f.Value.GetInt64()));
+            Assert.Equal(11, generations.Count);
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
         }
         finally
         {
             EndGenerations(server);
+            Directory.Delete(dir, recursive: true);
         }
     }
 
