@@ -1,5 +1,22 @@
 namespace TcpFork;
 
+/// <summary>Why a connection was closed for its PROXY header: the reason label of tcpfork_proxy_header_failures_total (docs/metrics.md).</summary>
+internal enum ProxyFailure
+{
+    /// <summary>Not a PROXY header, or a malformed or oversized one.</summary>
+    Invalid,
+    /// <summary>Not whole within the header timeout.</summary>
+    Timeout,
+    /// <summary>The peer closed before the header was whole.</summary>
+    Eof,
+    /// <summary>A peer outside --proxy-from.</summary>
+    Untrusted,
+    /// <summary>Still waiting when the server stopped.</summary>
+    Stopping,
+    /// <summary>A system call failed (recv, epoll_ctl).</summary>
+    Error,
+}
+
 /// <summary>
 /// The parent's step between accept and admit when <see cref="TcpForkServerOptions.ProxyProtocol"/> is on:
 /// read each connection's PROXY header so that the policies, the log and the child see the real client
@@ -40,12 +57,14 @@ internal sealed unsafe class ProxyHeaders
     private readonly Poller _poller;
     private readonly ChildTable _children;
     private readonly ServerLog _log;
+    private readonly Counters _counters;
 
     /// <summary>The ring: <see cref="_used"/> slots from <see cref="_head"/>, done ones included; <see cref="_waiting"/> of them live.</summary>
     private int _head, _used, _waiting;
 
-    private ProxyHeaders(TcpForkServerOptions options, Poller poller, ChildTable children, ServerLog log, ParentMemory memory)
+    private ProxyHeaders(TcpForkServerOptions options, Poller poller, ChildTable children, ServerLog log, ParentMemory memory, Counters counters)
     {
+        _counters = counters;
         _capacity = options.MaxConnections;
         _slots = memory.Allocate<Slot>(_capacity);
         _buffer = memory.Allocate<byte>(ProxyHeader.MaxLength);
@@ -58,8 +77,8 @@ internal sealed unsafe class ProxyHeaders
     }
 
     /// <summary>The reader for <paramref name="options"/>, or null when the PROXY protocol is off.</summary>
-    public static ProxyHeaders? Create(TcpForkServerOptions options, Poller poller, ChildTable children, ServerLog log, ParentMemory memory) =>
-        options.ProxyProtocol == ProxyProtocol.Off ? null : new ProxyHeaders(options, poller, children, log, memory);
+    public static ProxyHeaders? Create(TcpForkServerOptions options, Poller poller, ChildTable children, ServerLog log, ParentMemory memory, Counters counters) =>
+        options.ProxyProtocol == ProxyProtocol.Off ? null : new ProxyHeaders(options, poller, children, log, memory, counters);
 
     /// <summary>True when no connection may be accepted: children and waiting headers fill the limit, or the ring is full.</summary>
     public bool IsFull => _children.Count + _waiting >= _children.Capacity || _used == _capacity;
@@ -81,15 +100,15 @@ internal sealed unsafe class ProxyHeaders
     {
         if (!Trusted(c.Peer))
         {
-            Fail(fd, c.Peer, "not a trusted proxy");
+            Fail(fd, c.Peer, "not a trusted proxy", ProxyFailure.Untrusted);
             return false;
         }
-        switch (Read(fd, ref c, hangup: false, out int needed, out string? reason))
+        switch (Read(fd, ref c, hangup: false, out int needed, out string? reason, out ProxyFailure why))
         {
             case ProxyParseStatus.Done:
                 return true;
             case ProxyParseStatus.Invalid:
-                Fail(fd, c.Peer, reason);
+                Fail(fd, c.Peer, reason, why);
                 return false;
         }
         int i = (_head + _used) % _capacity;
@@ -100,7 +119,7 @@ internal sealed unsafe class ProxyHeaders
         s->LowWater = 1;
         if (!_poller.TryWatch(fd, TagBit | (uint)i, on: true, Interop.EPOLLIN | Interop.EPOLLRDHUP))
         {
-            Fail(fd, c.Peer, "epoll_ctl failed");
+            Fail(fd, c.Peer, "epoll_ctl failed", ProxyFailure.Error);
             return false;
         }
         _used++;
@@ -123,7 +142,7 @@ internal sealed unsafe class ProxyHeaders
             return false; // done with earlier in this batch of events
         }
         bool hangup = (events & (Interop.EPOLLRDHUP | Interop.EPOLLHUP | Interop.EPOLLERR)) != 0;
-        ProxyParseStatus status = Read(fd, ref c, hangup, out int needed, out string? reason);
+        ProxyParseStatus status = Read(fd, ref c, hangup, out int needed, out string? reason, out ProxyFailure why);
         if (status == ProxyParseStatus.NeedMore)
         {
             SetLowWater(s, needed);
@@ -132,7 +151,7 @@ internal sealed unsafe class ProxyHeaders
         Release(s);
         if (status == ProxyParseStatus.Invalid)
         {
-            Fail(fd, s->Connection.Peer, reason);
+            Fail(fd, s->Connection.Peer, reason, why);
             return false;
         }
         if (s->LowWater > 1)
@@ -153,7 +172,7 @@ internal sealed unsafe class ProxyHeaders
             {
                 int fd = s->Fd;
                 Release(s);
-                Fail(fd, s->Connection.Peer, "timed out");
+                Fail(fd, s->Connection.Peer, "timed out", ProxyFailure.Timeout);
             }
             Trim();
         }
@@ -176,7 +195,7 @@ internal sealed unsafe class ProxyHeaders
             {
                 int closing = s->Fd;
                 Release(s);
-                Fail(closing, s->Connection.Peer, "server stopping");
+                Fail(closing, s->Connection.Peer, "server stopping", ProxyFailure.Stopping);
             }
         }
         fd = -1;
@@ -196,10 +215,11 @@ internal sealed unsafe class ProxyHeaders
     }
 
     /// <summary>Peeks at what has arrived and parses it; on Done consumes exactly the header and puts its addresses into <paramref name="c"/>.</summary>
-    private ProxyParseStatus Read(int fd, ref Accepted c, bool hangup, out int needed, out string? reason)
+    private ProxyParseStatus Read(int fd, ref Accepted c, bool hangup, out int needed, out string? reason, out ProxyFailure why)
     {
         needed = 1;
         reason = null;
+        why = ProxyFailure.Invalid;
         nint n = Interop.Recv(fd, _buffer, ProxyHeader.MaxLength, Interop.MSG_PEEK | Interop.MSG_DONTWAIT);
         if (n < 0 && Interop.LastError == Errno.EAGAIN && !hangup)
         {
@@ -207,13 +227,16 @@ internal sealed unsafe class ProxyHeaders
         }
         if (n <= 0)
         {
-            reason = n == 0 || Interop.LastError == Errno.EAGAIN ? "closed before the header" : "receive failed";
+            bool closed = n == 0 || Interop.LastError == Errno.EAGAIN;
+            reason = closed ? "closed before the header" : "receive failed";
+            why = closed ? ProxyFailure.Eof : ProxyFailure.Error;
             return ProxyParseStatus.Invalid;
         }
         ProxyParseStatus status = ProxyHeader.Parse(new ReadOnlySpan<byte>(_buffer, (int)n), _mode, out ProxyHeader header, out needed, out reason);
         if (status == ProxyParseStatus.NeedMore && hangup)
         {
             reason = "closed in the middle of the header";
+            why = ProxyFailure.Eof;
             return ProxyParseStatus.Invalid;
         }
         if (status != ProxyParseStatus.Done)
@@ -223,6 +246,7 @@ internal sealed unsafe class ProxyHeaders
         if (Interop.Recv(fd, _buffer, (nuint)header.Length, Interop.MSG_DONTWAIT) != header.Length)
         {
             reason = "receive failed";
+            why = ProxyFailure.Error;
             return ProxyParseStatus.Invalid;
         }
         // A unix-socket client behind the proxy has neither an IP nor a uid to judge: it is judged as the proxy.
@@ -264,9 +288,10 @@ internal sealed unsafe class ProxyHeaders
         }
     }
 
-    private void Fail(int fd, in SockAddr proxy, string? reason)
+    private void Fail(int fd, in SockAddr proxy, string? reason, ProxyFailure why)
     {
         Interop.Close(fd);
+        _counters.ProxyHeaderFailed(why);
         _log.ProxyHeaderFailed(proxy, reason ?? "invalid");
     }
 }
