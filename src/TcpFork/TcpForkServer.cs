@@ -177,6 +177,7 @@ public sealed class TcpForkServer
         // An upgrade's new parent takes its predecessor's listeners the same way, in place of --listen's.
         (int Fd, string? Name)[] activated = SocketActivation.Take(_options.SocketActivation, out int upgradeReadyFd);
         Upgrade upgrade = Upgrade.AtStart(_options.Upgrade, upgradeReadyFd);
+        int metricsFd = MetricsServer.TakeHandedOver(ref activated, upgradeReadyFd >= 0, _options.Metrics is not null);
         if (activated.Length > 0 && _options.Listen.Count > 0 && upgradeReadyFd < 0)
         {
             throw new ArgumentException(
@@ -204,7 +205,7 @@ public sealed class TcpForkServer
             throw;
         }
         // Bound while still privileged, as the listeners are.
-        using MetricsServer? metrics = _options.Metrics is { } metricsAddress ? new MetricsServer(metricsAddress, forks, _options, log, memory) : null;
+        using MetricsServer? metrics = _options.Metrics is { } metricsAddress ? new MetricsServer(metricsAddress, metricsFd, forks, _options, log, memory) : null;
         // Found while still privileged: a process that has changed its user cannot open its own pagemap.
         ImageData? image = forks ? ImageData.Find(memory) : null;
         Privileges.Drop(_options.User, _options.Group);

@@ -101,6 +101,65 @@ public class MetricsTests
         AssertPromtoolAccepts(text);
     }
 
+    /// <summary>
+    /// --proxy-protocol: connections closed for their header (garbage, cut short, never sent, too late,
+    /// from a peer outside --proxy-from) are neither denied nor launched; each is counted by its reason.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task Connections_closed_for_their_PROXY_header_are_counted_by_reason(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--metrics", "127.0.0.1:0", "--proxy-protocol", "v1", "--proxy-from", "127.0.0.1/32", "--proxy-timeout", "1");
+        int port = MetricsPort(server);
+        byte[] header = ProxyProtocolTests.V1("192.0.2.1", "192.0.2.2", 1, 2);
+        for (int i = 0; i < 2; i++)
+        {
+            using Socket garbage = EchoClient.Connect(server.Port);
+            await garbage.SendAsync("GET / HTTP/1.0\r\n\r\n"u8.ToArray());
+            Assert.Empty(await EchoClient.DrainAsync(garbage));
+        }
+        using (Socket truncated = EchoClient.Connect(server.Port))
+        {
+            await truncated.SendAsync(header[..10]);
+            truncated.Shutdown(SocketShutdown.Send);
+            Assert.Empty(await EchoClient.DrainAsync(truncated));
+        }
+        using (Socket nothing = EchoClient.Connect(server.Port))
+        {
+            nothing.Shutdown(SocketShutdown.Send);
+            Assert.Empty(await EchoClient.DrainAsync(nothing));
+        }
+        using (Socket silent = EchoClient.Connect(server.Port))
+        {
+            Assert.Empty(await EchoClient.DrainAsync(silent));
+        }
+        using (Socket stranger = ProxyProtocolTests.ConnectFrom("127.0.0.2", server.Port))
+        {
+            await stranger.SendAsync(header);
+            Assert.Empty(await EchoClient.DrainAsync(stranger));
+        }
+        using (Socket good = EchoClient.Connect(server.Port))
+        {
+            await good.SendAsync(header);
+            Assert.Equal("p"u8.ToArray(), await EchoClient.ExchangeAsync(good, "p"u8.ToArray()));
+        }
+        server.WaitForLogCount("^tcpfork: warning: proxy header from ", 6);
+        server.WaitForLogCount("^tcpfork: end ", 1);
+
+        string text = await ScrapeAsync(port);
+        Assert.Equal(7, Value(text, "tcpfork_connections_total"));
+        Assert.Equal(2, Value(text, "tcpfork_proxy_header_failures_total{reason=\"invalid\"}"));
+        Assert.Equal(2, Value(text, "tcpfork_proxy_header_failures_total{reason=\"eof\"}"));
+        Assert.Equal(1, Value(text, "tcpfork_proxy_header_failures_total{reason=\"timeout\"}"));
+        Assert.Equal(1, Value(text, "tcpfork_proxy_header_failures_total{reason=\"untrusted\"}"));
+        Assert.Equal(0, Value(text, "tcpfork_proxy_header_failures_total{reason=\"stopping\"}"));
+        Assert.Equal(0, Value(text, "tcpfork_proxy_header_failures_total{reason=\"error\"}"));
+        Assert.Equal(0, Value(text, "tcpfork_connections_denied_total{reason=\"rule\"}"));
+        Assert.Equal(1, Value(text, "tcpfork_children_ended_total{class=\"exit0\"}"));
+        AssertPromtoolAccepts(text);
+    }
+
     /// <summary>exec: a program that exits 0, one that exits 3, one killed by SIGKILL; counted by class and signal.</summary>
     [Fact]
     public async Task Children_ended_are_counted_by_exit_class_and_signal()

@@ -81,6 +81,7 @@ public class ParentInvariantTests
     [InlineData(Flavor.AotFork, "exec", "")]
     [InlineData(Flavor.AotFork, "echo", "--metrics 127.0.0.1:0 --log-format json")]
     [InlineData(Flavor.AotSpawn, "echo", "--metrics 127.0.0.1:0 --log-format json")]
+    [InlineData(Flavor.AotFork, "echo", "--metrics 127.0.0.1:0 --log-format json --upgrade")]
     public async Task Invariant_3_holds_with_the_PROXY_protocol(Flavor flavor, string command, string more)
     {
         string[] proxy = ["--proxy-protocol", "v1", "--proxy-from", "127.0.0.1", .. more.Split(' ', StringSplitOptions.RemoveEmptyEntries)];

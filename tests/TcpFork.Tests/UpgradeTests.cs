@@ -309,6 +309,111 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    /// <summary>
+    /// --metrics with --upgrade: the metrics listener is handed over with the others (the new parent used to
+    /// bind it again and die of EADDRINUSE); the same port answers, with the new parent's counters, from 0.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task With_metrics_the_new_parent_takes_the_metrics_listener_over_and_counts_its_own_connections(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--metrics", "127.0.0.1:0", "--upgrade");
+        try
+        {
+            int metricsPort = MetricsTests.MetricsPort(server);
+            for (int i = 0; i < 2; i++)
+            {
+                Assert.Equal("old"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "old"u8.ToArray()));
+            }
+            server.WaitForLogCount("^tcpfork: end ", 2);
+            string before = await MetricsTests.ScrapeAsync(metricsPort);
+            Assert.Equal(2, MetricsTests.Value(before, "tcpfork_connections_total"));
+
+            server.Signal(Native.SIGUSR2);
+            int newPid = TookOver(server, server.Pid);
+            // With no connection left, the old parent exits at the hand-over; the port stays open in the new one.
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal("new"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "new"u8.ToArray()));
+            }
+            server.WaitForLogCount("^tcpfork: end ", 5);
+            string after = await MetricsTests.ScrapeAsync(metricsPort);
+            Assert.Equal(3, MetricsTests.Value(after, "tcpfork_connections_total"));
+            Assert.Equal(3, MetricsTests.Value(after, "tcpfork_children_ended_total{class=\"exit0\"}"));
+            Assert.True(MetricsTests.Value(after, "tcpfork_start_time_seconds") > MetricsTests.Value(before, "tcpfork_start_time_seconds"), after);
+            Assert.DoesNotContain(server.StderrLines, l => l.Contains("fatal", StringComparison.Ordinal));
+            // The scrape children (each exits once it has answered) are reaped by the new parent.
+            var clock = Stopwatch.StartNew();
+            while (Native.Children(newPid).Count > 0)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), "a scrape child was not reaped");
+                await Task.Delay(10);
+            }
+        }
+        finally
+        {
+            EndGenerations(server);
+        }
+    }
+
+    /// <summary>
+    /// --proxy-protocol with --upgrade: a connection the old parent accepted and holds in its ring, half
+    /// its header read, is still the old parent's at the hand-over; it waits for the rest and serves it.
+    /// </summary>
+    [Theory]
+    [InlineData(Flavor.AotFork)]
+    [InlineData(Flavor.AotSpawn)]
+    public async Task A_connection_waiting_for_its_PROXY_header_at_the_hand_over_is_served_by_the_old_parent(Flavor flavor)
+    {
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--proxy-protocol", "v1", "--upgrade");
+        try
+        {
+            byte[] header = ProxyProtocolTests.V1("192.0.2.1", "192.0.2.2", 5000, 80);
+            using Socket s = EchoClient.Connect(server.Port);
+            s.NoDelay = true;
+            await s.SendAsync(header.AsMemory(0, header.Length / 2));
+            // The old parent holds the connection (accepted, in its ring), not the accept queue (there its inode is still 0).
+            int clientPort = ((System.Net.IPEndPoint)s.LocalEndPoint!).Port;
+            var clock = Stopwatch.StartNew();
+            while (Native.ServerSideInode(server.Port, clientPort) is var inode && (inode == "0"
+                || !Directory.GetFiles($"/proc/{server.Pid}/fd").Any(f => ReadLink(f) == $"socket:[{inode}]")))
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), "the parent did not accept the connection");
+                await Task.Delay(10);
+            }
+
+            server.Signal(Native.SIGUSR2);
+            int newPid = TookOver(server, server.Pid);
+            server.WaitForLog($"^tcpfork: upgrade: new parent {newPid} serves; handing over 1 listeners, draining 0 connections$");
+            await s.SendAsync(header.AsMemory(header.Length / 2));
+            Assert.Equal("late"u8.ToArray(), await EchoClient.RoundTripAsync(s, "late"u8.ToArray()));
+            server.WaitForLog("^tcpfork: proxy: 192\\.0\\.2\\.1:5000 via 127\\.0\\.0\\.1:\\d+$");
+            s.Shutdown(SocketShutdown.Send);
+            Assert.Empty(await EchoClient.DrainAsync(s));
+            Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20), outputEnds: false));
+            server.WaitForLog("^tcpfork: exit: 1 connections; 1 drained, 0 terminated, 0 killed$");
+            Assert.Equal("next"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, [.. header, .. "next"u8]));
+        }
+        finally
+        {
+            EndGenerations(server);
+        }
+    }
+
+    private static string? ReadLink(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget;
+        }
+        catch (IOException)
+        {
+            return null; // closed meanwhile
+        }
+    }
+
     [Fact]
     public async Task Without_upgrade_SIGUSR2_is_logged_and_ignored()
     {

@@ -40,6 +40,8 @@ internal sealed unsafe class Counters
 
     public void LaunchFailed() => Data->LaunchFailures++;
 
+    public void ProxyHeaderFailed(ProxyFailure why) => Data->ProxyFailures[(int)why & 7]++;
+
     public void AcceptFailed() => Data->AcceptFailures++;
 
     public void BackedOff() => Data->Backoffs++;

@@ -11,8 +11,8 @@ namespace TcpFork;
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe struct MetricsData
 {
-    /// <summary>What <see cref="Magic"/> holds once the parent has filled in the block ("tcpfmet1").</summary>
-    public const long Expected = 0x317465_6d66_7063_74;
+    /// <summary>What <see cref="Magic"/> holds once the parent has filled in the block ("tcpfmet2": this layout).</summary>
+    public const long Expected = 0x327465_6d66_7063_74;
 
     /// <summary>The upper bounds of <see cref="Lifetime"/>'s buckets, in milliseconds; the last bucket is +Inf.</summary>
     public static ReadOnlySpan<long> BucketBounds => [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000, 1_800_000, 3_600_000];
@@ -42,6 +42,9 @@ internal unsafe struct MetricsData
 
     /// <summary>Children's lifetimes, one count per bucket (not cumulative; the renderer sums them).</summary>
     public fixed long Lifetime[Buckets];
+
+    /// <summary>Connections closed for their PROXY header, indexed by <see cref="ProxyFailure"/>.</summary>
+    public fixed long ProxyFailures[8];
 
     /// <summary>The launcher's action word (<c>fork</c>, <c>spawn</c>, <c>exec</c>), NUL-padded UTF-8.</summary>
     public fixed byte Mode[TextLength];

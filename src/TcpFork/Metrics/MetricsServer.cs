@@ -13,6 +13,8 @@ internal sealed unsafe class MetricsServer : IDisposable
     /// <summary>The tag of the metrics listener's events in the parent's epoll.</summary>
     public const ulong Tag = Poller.MetricsTag;
     public const int MaxScrapes = 4;
+    /// <summary>The metrics listener's name among the descriptors an upgrade hands over (LISTEN_FDNAMES; docs/upgrade.md).</summary>
+    public const string HandOverName = "tcpfork-metrics";
     private const int AcceptBatch = 8;
 
     private readonly Listener _listener;
@@ -23,16 +25,21 @@ internal sealed unsafe class MetricsServer : IDisposable
     private readonly NativeCommand? _spawnCommand;
     private readonly SpawnAttributes? _spawn;
 
+    /// <summary>False once an upgrade has handed the listener over: the new parent serves the scrapes.</summary>
+    private bool _listening = true;
+
     /// <summary>
-    /// Binds <paramref name="address"/>; with <paramref name="fork"/> scrape children are forked (the fork
-    /// mode parent, single-threaded), else this program is spawned in the metrics child role.
+    /// Binds <paramref name="address"/>, or adopts <paramref name="handedOver"/> (≥ 0: the listener an
+    /// upgrade's old parent passed, see <see cref="TakeHandedOver"/>); with <paramref name="fork"/> scrape
+    /// children are forked (the fork mode parent, single-threaded), else this program is spawned in the
+    /// metrics child role.
     /// </summary>
-    public MetricsServer(ListenAddress address, bool fork, TcpForkServerOptions options, ServerLog log, ParentMemory memory)
+    public MetricsServer(ListenAddress address, int handedOver, bool fork, TcpForkServerOptions options, ServerLog log, ParentMemory memory)
     {
         _log = log;
         _running = memory.Allocate<int>(MaxScrapes);
-        SockAddr bound = address.Resolve()[0];
-        _listener = Listener.Open(bound, new TcpForkServerOptions { KeepAlive = false, Backlog = 64 });
+        var listenerOptions = new TcpForkServerOptions { KeepAlive = false, Backlog = 64 };
+        _listener = handedOver >= 0 ? Listener.Adopt(handedOver, HandOverName, listenerOptions) : Listener.Open(address.Resolve()[0], listenerOptions);
         try
         {
             _block = MetricsBlock.Create();
@@ -53,6 +60,30 @@ internal sealed unsafe class MetricsServer : IDisposable
 
     public Counters Counters { get; }
 
+    /// <summary>The listener's descriptor, which an upgrade passes to the new parent as <see cref="HandOverName"/>.</summary>
+    public int ListenerFd => _listener.Fd.Fd;
+
+    /// <summary>
+    /// In an upgrade's new parent: the metrics listener among the descriptors passed (removed from
+    /// <paramref name="passed"/>), or -1. Without <paramref name="metricsOn"/> it is closed.
+    /// </summary>
+    public static int TakeHandedOver(ref (int Fd, string? Name)[] passed, bool upgrade, bool metricsOn)
+    {
+        int i = upgrade ? Array.FindLastIndex(passed, p => p.Name == HandOverName) : -1;
+        if (i < 0)
+        {
+            return -1;
+        }
+        int fd = passed[i].Fd;
+        passed = [.. passed[..i], .. passed[(i + 1)..]];
+        if (!metricsOn)
+        {
+            Interop.Close(fd);
+            return -1;
+        }
+        return fd;
+    }
+
     public SockAddr Address => _listener.Address;
 
     public string Action => _spawn is null ? "fork" : "spawn";
@@ -62,7 +93,7 @@ internal sealed unsafe class MetricsServer : IDisposable
     /// <summary>The listener is readable: each waiting scrape goes to a child, or is closed when <see cref="MaxScrapes"/> run.</summary>
     public void Accept()
     {
-        for (int i = 0; i < AcceptBatch; i++)
+        for (int i = 0; i < AcceptBatch && _listening; i++)
         {
             SockAddr peer = default;
             int len = SockAddr.Capacity;
@@ -101,6 +132,21 @@ internal sealed unsafe class MetricsServer : IDisposable
         return slot >= 0;
     }
 
+    /// <summary>
+    /// An upgrade's hand-over: the new parent serves the scrapes on the same socket, so this one stops
+    /// polling it and closes its descriptor (off epoll first: the socket stays open in the new parent).
+    /// Scrape children already running finish (<see cref="Dispose"/> waits for them).
+    /// </summary>
+    public void HandOver(Poller poller)
+    {
+        if (_listening)
+        {
+            _listening = false;
+            poller.Watch(_listener.Fd.Fd, Tag, on: false);
+            _listener.Dispose();
+        }
+    }
+
     private int SlotOf(int pid) => new ReadOnlySpan<int>(_running, MaxScrapes).IndexOf(pid);
 
     private int Fork(int fd, out Errno error)
@@ -128,17 +174,27 @@ internal sealed unsafe class MetricsServer : IDisposable
         return rc == 0 ? pid : -1;
     }
 
-    /// <summary>Closes the listener; scrape children still running are killed and reaped (they hold no client's work).</summary>
+    /// <summary>
+    /// Closes the listener; scrape children still running are killed and reaped (they hold no client's
+    /// work) — after a hand-over, once they have had their timeout to finish.
+    /// </summary>
     public void Dispose()
     {
         _listener.Dispose();
+        long deadline = Environment.TickCount64 + (_listening ? 0 : 2 * (long)ScrapeChild.RequestTimeout.TotalMilliseconds);
         for (int i = 0; i < MaxScrapes; i++)
         {
-            if (_running[i] > 0)
+            int pid = _running[i];
+            _running[i] = 0;
+            while (pid > 0 && Interop.WaitPid(pid, null, Interop.WNOHANG) == 0)
             {
-                Interop.Kill(_running[i], Interop.SIGKILL);
-                Interop.WaitPid(_running[i], null, 0);
-                _running[i] = 0;
+                if (Environment.TickCount64 >= deadline)
+                {
+                    Interop.Kill(pid, Interop.SIGKILL);
+                    Interop.WaitPid(pid, null, 0);
+                    break;
+                }
+                Thread.Sleep(10); // the loop has ended: nothing else to do
             }
         }
         _block.Dispose();

@@ -31,6 +31,13 @@ internal static unsafe class MetricsText
         Labelled(ref w, "tcpfork_connections_denied_total{reason=\"rate\"} "u8, d->Denied[(int)Verdict.DenyRate]);
         Labelled(ref w, "tcpfork_connections_denied_total{reason=\"verify\"} "u8, d->Denied[(int)Verdict.DenyVerify]);
         Labelled(ref w, "tcpfork_connections_denied_total{reason=\"table-full\"} "u8, d->Denied[(int)Verdict.DenyTableFull]);
+        Metric(ref w, "tcpfork_proxy_header_failures_total"u8, "counter"u8, "Connections closed for their PROXY header (--proxy-protocol), by reason."u8);
+        Labelled(ref w, "tcpfork_proxy_header_failures_total{reason=\"invalid\"} "u8, d->ProxyFailures[(int)ProxyFailure.Invalid]);
+        Labelled(ref w, "tcpfork_proxy_header_failures_total{reason=\"timeout\"} "u8, d->ProxyFailures[(int)ProxyFailure.Timeout]);
+        Labelled(ref w, "tcpfork_proxy_header_failures_total{reason=\"eof\"} "u8, d->ProxyFailures[(int)ProxyFailure.Eof]);
+        Labelled(ref w, "tcpfork_proxy_header_failures_total{reason=\"untrusted\"} "u8, d->ProxyFailures[(int)ProxyFailure.Untrusted]);
+        Labelled(ref w, "tcpfork_proxy_header_failures_total{reason=\"stopping\"} "u8, d->ProxyFailures[(int)ProxyFailure.Stopping]);
+        Labelled(ref w, "tcpfork_proxy_header_failures_total{reason=\"error\"} "u8, d->ProxyFailures[(int)ProxyFailure.Error]);
         Gauge(ref w, "tcpfork_connections_active"u8, "Children serving a connection now."u8, d->Active);
         Metric(ref w, "tcpfork_children_ended_total"u8, "counter"u8, "Children reaped, by how they ended: exit status 0, another exit status, or a signal."u8);
         Labelled(ref w, "tcpfork_children_ended_total{class=\"exit0\"} "u8, d->ExitZero);

@@ -27,6 +27,7 @@ internal sealed unsafe class TcpForkMeter : IDisposable
         _meter = new Meter(Name, Version);
         _meter.CreateObservableCounter("tcpfork.connections", () => c.Data->Accepted, "{connection}", "Connections accepted, those refused afterwards included.");
         _meter.CreateObservableCounter("tcpfork.connections.denied", () => Denied(c.Data), "{connection}", "Connections refused before a child was made, by reason.");
+        _meter.CreateObservableCounter("tcpfork.proxy.header.failures", () => ProxyFailures(c.Data), "{connection}", "Connections closed for their PROXY header, by reason.");
         _meter.CreateObservableUpDownCounter("tcpfork.connections.active", () => c.Data->Active, "{connection}", "Children serving a connection now.");
         _meter.CreateObservableCounter("tcpfork.children.ended", () => Ended(c.Data), "{process}", "Children reaped, by how they ended.");
         _meter.CreateObservableCounter("tcpfork.launch.failures", () => c.Data->LaunchFailures, "{connection}", "Connections closed because no child could be made.");
@@ -41,6 +42,16 @@ internal sealed unsafe class TcpForkMeter : IDisposable
         new(d->Denied[(int)Verdict.DenyRate], new KeyValuePair<string, object?>("reason", "rate")),
         new(d->Denied[(int)Verdict.DenyVerify], new KeyValuePair<string, object?>("reason", "verify")),
         new(d->Denied[(int)Verdict.DenyTableFull], new KeyValuePair<string, object?>("reason", "table-full")),
+    ];
+
+    private static Measurement<long>[] ProxyFailures(MetricsData* d) =>
+    [
+        new(d->ProxyFailures[(int)ProxyFailure.Invalid], new KeyValuePair<string, object?>("reason", "invalid")),
+        new(d->ProxyFailures[(int)ProxyFailure.Timeout], new KeyValuePair<string, object?>("reason", "timeout")),
+        new(d->ProxyFailures[(int)ProxyFailure.Eof], new KeyValuePair<string, object?>("reason", "eof")),
+        new(d->ProxyFailures[(int)ProxyFailure.Untrusted], new KeyValuePair<string, object?>("reason", "untrusted")),
+        new(d->ProxyFailures[(int)ProxyFailure.Stopping], new KeyValuePair<string, object?>("reason", "stopping")),
+        new(d->ProxyFailures[(int)ProxyFailure.Error], new KeyValuePair<string, object?>("reason", "error")),
     ];
 
     private static Measurement<long>[] Ended(MetricsData* d) =>

@@ -26,8 +26,11 @@ internal enum StopPhase
 /// <see cref="TcpForkServerOptions.KillGrace"/>, then <see cref="StopPhase.Killing"/>, and
 /// <see cref="StopPhase.Done"/> as soon as no child is left. The loop closes the listeners (it owns
 /// them) and calls <see cref="Tick"/> every turn, <see cref="ChildEnded"/> for every reaped child.
+/// Connections still waiting for their PROXY header (<paramref name="headers"/>; only after an upgrade's
+/// hand-over, a stop serves or closes them at once) keep the drain going like children: each becomes one
+/// or is closed within the header timeout.
 /// </summary>
-internal sealed class Drain(TcpForkServerOptions options, ChildTable children, ServerLog log)
+internal sealed class Drain(TcpForkServerOptions options, ChildTable children, ServerLog log, ProxyHeaders? headers = null)
 {
     /// <summary>A deadline that never comes.</summary>
     public const long NoDeadline = long.MaxValue;
@@ -104,6 +107,7 @@ internal sealed class Drain(TcpForkServerOptions options, ChildTable children, S
     /// <summary>Moves on when the phase's deadline has passed.</summary>
     public void Tick(long now)
     {
+        EndIfEmpty(); // the last waiting PROXY header may have been closed since
         if (now < Deadline)
         {
             return;
@@ -128,7 +132,7 @@ internal sealed class Drain(TcpForkServerOptions options, ChildTable children, S
 
     private void EndIfEmpty()
     {
-        if (Phase != StopPhase.Serving && children.Count == 0)
+        if (Phase != StopPhase.Serving && children.Count == 0 && headers is not { Waiting: > 0 })
         {
             Phase = StopPhase.Done;
             Deadline = NoDeadline;

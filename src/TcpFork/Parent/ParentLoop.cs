@@ -63,14 +63,14 @@ internal sealed unsafe class ParentLoop : IDisposable
         _needLocalAddress = log.IsVerbose || launcher.NeedsLocalAddress;
         _hooks = new HookCalls(options, log);
         _timeouts = new ChildTimeouts(options, _children, log, Environment.TickCount64);
-        _drain = new Drain(options, _children, log);
-        _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _poller = new Poller(memory);
-        _proxy = ProxyHeaders.Create(options, _poller, _children, _repeats, log, memory);
+        _proxy = ProxyHeaders.Create(options, _poller, _children, _repeats, log, memory, _counters);
+        _drain = new Drain(options, _children, log, _proxy);
+        _startCheck = new StartCheck(launcher.StartFailureStatus, _repeats, log);
         _acceptor = new Acceptor(listeners, _poller, _repeats, log, options.ErrorBackoff, _counters);
         _metrics?.Watch(_poller);
         _upgrade = upgrade ?? Upgrade.AtStart(enabled: false, readyFd: -1);
-        _upgrade.Attach(listeners, _poller, log, notifier);
+        _upgrade.Attach(listeners, _poller, log, notifier, _metrics?.ListenerFd ?? -1);
     }
 
     /// <summary>Serves until a stop signal has drained every child; returns the exit code.</summary>
@@ -338,6 +338,7 @@ internal sealed unsafe class ParentLoop : IDisposable
             _notifier?.HandOver();
             _upgrade.ReleaseListeners();
             _acceptor.Dispose();
+            _metrics?.HandOver(_poller);
             _drain.BeginHandOver();
         }
     }

@@ -1,5 +1,22 @@
 namespace TcpFork;
 
+/// <summary>Why a connection was closed for its PROXY header: the reason label of tcpfork_proxy_header_failures_total (docs/metrics.md).</summary>
+internal enum ProxyFailure
+{
+    /// <summary>Not a PROXY header, or a malformed or oversized one.</summary>
+    Invalid,
+    /// <summary>Not whole within the header timeout.</summary>
+    Timeout,
+    /// <summary>The peer closed before the header was whole.</summary>
+    Eof,
+    /// <summary>A peer outside --proxy-from.</summary>
+    Untrusted,
+    /// <summary>Still waiting when the server stopped.</summary>
+    Stopping,
+    /// <summary>A system call failed (recv, epoll_ctl).</summary>
+    Error,
+}
+
 /// <summary>
 /// The parent's step between accept and admit when <see cref="TcpForkServerOptions.ProxyProtocol"/> is on:
 /// read each connection's PROXY header so that the policies, the log and the child see the real client
@@ -42,12 +59,14 @@ internal sealed unsafe class ProxyHeaders
     private readonly ChildTable _children;
     private readonly ServerLog _log;
     private readonly RepeatedWarnings _repeats;
+    private readonly Counters _counters;
 
     /// <summary>The ring: <see cref="_used"/> slots from <see cref="_head"/>, done ones included; <see cref="_waiting"/> of them live.</summary>
     private int _head, _used, _waiting;
 
-    private ProxyHeaders(TcpForkServerOptions options, Poller poller, ChildTable children, RepeatedWarnings repeats, ServerLog log, ParentMemory memory)
+    private ProxyHeaders(TcpForkServerOptions options, Poller poller, ChildTable children, RepeatedWarnings repeats, ServerLog log, ParentMemory memory, Counters counters)
     {
+        _counters = counters;
         _capacity = options.MaxConnections;
         _slots = memory.Allocate<Slot>(_capacity);
         _buffer = memory.Allocate<byte>(ProxyHeader.MaxLength);
@@ -61,8 +80,8 @@ internal sealed unsafe class ProxyHeaders
     }
 
     /// <summary>The reader for <paramref name="options"/>, or null when the PROXY protocol is off.</summary>
-    public static ProxyHeaders? Create(TcpForkServerOptions options, Poller poller, ChildTable children, RepeatedWarnings repeats, ServerLog log, ParentMemory memory) =>
-        options.ProxyProtocol == ProxyProtocol.Off ? null : new ProxyHeaders(options, poller, children, repeats, log, memory);
+    public static ProxyHeaders? Create(TcpForkServerOptions options, Poller poller, ChildTable children, RepeatedWarnings repeats, ServerLog log, ParentMemory memory, Counters counters) =>
+        options.ProxyProtocol == ProxyProtocol.Off ? null : new ProxyHeaders(options, poller, children, repeats, log, memory, counters);
 
     /// <summary>True when no connection may be accepted: children and waiting headers fill the limit, or the ring is full.</summary>
     public bool IsFull => _children.Count + _waiting >= _children.Capacity || _used == _capacity;
@@ -84,15 +103,15 @@ internal sealed unsafe class ProxyHeaders
     {
         if (!Trusted(c.Peer))
         {
-            Fail(fd, c.Peer, "not a trusted proxy", now);
+            Fail(fd, c.Peer, "not a trusted proxy", ProxyFailure.Untrusted, now);
             return false;
         }
-        switch (Read(fd, ref c, hangup: false, out int needed, out string? reason))
+        switch (Read(fd, ref c, hangup: false, out int needed, out string? reason, out ProxyFailure why))
         {
             case ProxyParseStatus.Done:
                 return true;
             case ProxyParseStatus.Invalid:
-                Fail(fd, c.Peer, reason, now);
+                Fail(fd, c.Peer, reason, why, now);
                 return false;
         }
         int i = (_head + _used) % _capacity;
@@ -103,7 +122,7 @@ internal sealed unsafe class ProxyHeaders
         s->LowWater = 1;
         if (!_poller.TryWatch(fd, TagBit | (uint)i, on: true, Interop.EPOLLIN | Interop.EPOLLRDHUP))
         {
-            Fail(fd, c.Peer, "epoll_ctl failed", now);
+            Fail(fd, c.Peer, "epoll_ctl failed", ProxyFailure.Error, now);
             return false;
         }
         _used++;
@@ -126,7 +145,7 @@ internal sealed unsafe class ProxyHeaders
             return false; // done with earlier in this batch of events
         }
         bool hangup = (events & (Interop.EPOLLRDHUP | Interop.EPOLLHUP | Interop.EPOLLERR)) != 0;
-        ProxyParseStatus status = Read(fd, ref c, hangup, out int needed, out string? reason);
+        ProxyParseStatus status = Read(fd, ref c, hangup, out int needed, out string? reason, out ProxyFailure why);
         if (status == ProxyParseStatus.NeedMore)
         {
             SetLowWater(s, needed);
@@ -135,7 +154,7 @@ internal sealed unsafe class ProxyHeaders
         Release(s);
         if (status == ProxyParseStatus.Invalid)
         {
-            Fail(fd, s->Connection.Peer, reason, Environment.TickCount64);
+            Fail(fd, s->Connection.Peer, reason, why, Environment.TickCount64);
             return false;
         }
         if (s->LowWater > 1)
@@ -156,7 +175,7 @@ internal sealed unsafe class ProxyHeaders
             {
                 int fd = s->Fd;
                 Release(s);
-                Fail(fd, s->Connection.Peer, "timed out", now);
+                Fail(fd, s->Connection.Peer, "timed out", ProxyFailure.Timeout, now);
             }
             Trim();
         }
@@ -179,7 +198,7 @@ internal sealed unsafe class ProxyHeaders
             {
                 int closing = s->Fd;
                 Release(s);
-                Fail(closing, s->Connection.Peer, "server stopping", Environment.TickCount64);
+                Fail(closing, s->Connection.Peer, "server stopping", ProxyFailure.Stopping, Environment.TickCount64);
             }
         }
         fd = -1;
@@ -199,10 +218,11 @@ internal sealed unsafe class ProxyHeaders
     }
 
     /// <summary>Peeks at what has arrived and parses it; on Done consumes exactly the header and puts its addresses into <paramref name="c"/>.</summary>
-    private ProxyParseStatus Read(int fd, ref Accepted c, bool hangup, out int needed, out string? reason)
+    private ProxyParseStatus Read(int fd, ref Accepted c, bool hangup, out int needed, out string? reason, out ProxyFailure why)
     {
         needed = 1;
         reason = null;
+        why = ProxyFailure.Invalid;
         nint n = Interop.Recv(fd, _buffer, ProxyHeader.MaxLength, Interop.MSG_PEEK | Interop.MSG_DONTWAIT);
         if (n < 0 && Interop.LastError == Errno.EAGAIN && !hangup)
         {
@@ -210,13 +230,16 @@ internal sealed unsafe class ProxyHeaders
         }
         if (n <= 0)
         {
-            reason = n == 0 || Interop.LastError == Errno.EAGAIN ? "closed before the header" : "receive failed";
+            bool closed = n == 0 || Interop.LastError == Errno.EAGAIN;
+            reason = closed ? "closed before the header" : "receive failed";
+            why = closed ? ProxyFailure.Eof : ProxyFailure.Error;
             return ProxyParseStatus.Invalid;
         }
         ProxyParseStatus status = ProxyHeader.Parse(new ReadOnlySpan<byte>(_buffer, (int)n), _mode, out ProxyHeader header, out needed, out reason);
         if (status == ProxyParseStatus.NeedMore && hangup)
         {
             reason = "closed in the middle of the header";
+            why = ProxyFailure.Eof;
             return ProxyParseStatus.Invalid;
         }
         if (status != ProxyParseStatus.Done)
@@ -226,6 +249,7 @@ internal sealed unsafe class ProxyHeaders
         if (Interop.Recv(fd, _buffer, (nuint)header.Length, Interop.MSG_DONTWAIT) != header.Length)
         {
             reason = "receive failed";
+            why = ProxyFailure.Error;
             return ProxyParseStatus.Invalid;
         }
         // A unix-socket client behind the proxy has neither an IP nor a uid to judge: it is judged as the proxy.
@@ -267,10 +291,11 @@ internal sealed unsafe class ProxyHeaders
         }
     }
 
-    /// <summary>Closes a connection that brought no usable header; its warning is written when it is the first of a run (RepeatedWarnings).</summary>
-    private void Fail(int fd, in SockAddr proxy, string? reason, long now)
+    /// <summary>Closes a connection that brought no usable header: counted in the metrics by <paramref name="why"/>; its warning is written when it is the first of a run (RepeatedWarnings).</summary>
+    private void Fail(int fd, in SockAddr proxy, string? reason, ProxyFailure why, long now)
     {
         Interop.Close(fd);
+        _counters.ProxyHeaderFailed(why);
         reason ??= "invalid";
         if (_repeats.First(Repeat.ProxyHeader, 0, now, reason))
         {

@@ -7,8 +7,9 @@ namespace TcpFork;
 /// An upgrade in place (SIGUSR2, <see cref="TcpForkServerOptions.Upgrade"/>; docs/upgrade.md), both
 /// sides of it. The old parent posix_spawns its executable again — the path it was started from, read
 /// at start, so a binary replaced since is the one that runs — with the same arguments, in its own
-/// process group, with an empty signal mask, its listeners on descriptors 3… and a pipe's write end
-/// after them, named by LISTEN_FDS/LISTEN_FDNAMES and <see cref="SocketActivation.UpgradeVariable"/>.
+/// process group, with an empty signal mask, its listeners on descriptors 3… (the <c>--metrics</c>
+/// listener last, named <see cref="MetricsServer.HandOverName"/>) and a pipe's write end after them,
+/// named by LISTEN_FDS/LISTEN_FDNAMES and <see cref="SocketActivation.UpgradeVariable"/>.
 /// The new parent takes them as socket activation's sockets are taken, and writes one byte on the pipe
 /// once its listeners are polled. On that byte the old parent stops polling its listeners and closes its
 /// descriptors — nothing else: the sockets are the same open files in both processes, so the SYN filter
@@ -33,6 +34,8 @@ internal sealed unsafe class Upgrade
     /// <summary>The new parent's side: the pipe to the old parent, until this one serves; -1 otherwise.</summary>
     private int _readyFd;
     private Listener[] _listeners = [];
+    /// <summary>The <c>--metrics</c> listener's descriptor, handed over with the others; -1 without metrics.</summary>
+    private int _metricsFd = -1;
     private Poller? _poller;
     private ServerLog? _log;
     private ServiceNotifier? _notifier;
@@ -63,9 +66,10 @@ internal sealed unsafe class Upgrade
     public static Upgrade AtStart(bool enabled, int readyFd) => new(enabled, readyFd);
 
     /// <summary>The parent's pieces an upgrade works with, once the loop has them.</summary>
-    public void Attach(Listener[] listeners, Poller poller, ServerLog log, ServiceNotifier? notifier)
+    public void Attach(Listener[] listeners, Poller poller, ServerLog log, ServiceNotifier? notifier, int metricsFd)
     {
         _listeners = listeners;
+        _metricsFd = metricsFd;
         _poller = poller;
         _log = log;
         _notifier = notifier;
@@ -129,14 +133,15 @@ internal sealed unsafe class Upgrade
     /// </summary>
     private int Spawn(int readyWriteEnd, out Errno error)
     {
-        int n = _listeners.Length, above = SocketActivation.FirstFd + n + 1;
+        int[] passed = [.. _listeners.Select(l => l.Fd.Fd), .. _metricsFd >= 0 ? [_metricsFd] : Array.Empty<int>()];
+        int n = passed.Length, above = SocketActivation.FirstFd + n + 1;
         var sources = new int[n + 1];
         for (int i = 0; i <= n; i++)
         {
-            sources[i] = Interop.DupCloseOnExec(i < n ? _listeners[i].Fd.Fd : readyWriteEnd, above);
+            sources[i] = Interop.DupCloseOnExec(i < n ? passed[i] : readyWriteEnd, above);
         }
-        // A service manager's socket keeps its name; one tcpfork opened itself has none.
-        IEnumerable<string> names = _listeners.Select(l => l.ActivationName ?? "");
+        // A service manager's socket keeps its name; one tcpfork opened itself has none; the metrics listener has its own.
+        IEnumerable<string> names = _listeners.Select(l => l.ActivationName ?? "").Concat(_metricsFd >= 0 ? [MetricsServer.HandOverName] : []);
         string[] remove = [SignalMask.ReexecVariable, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", SocketActivation.UpgradeVariable, "WATCHDOG_PID", .. s_serviceVariables];
         string[] add =
         [
