@@ -83,17 +83,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             List<int> generations = [server.Pid];
             for (int i = 0; i < 10; i++)
             {
-                // Upgrades spread over the load's 20 s: one every 1.7 s from 1 s on (a schedule, not a wait for an event).
-                TimeSpan due = TimeSpan.FromSeconds(1 + (1.7 * i)) - clock.Elapsed;
-                if (due > TimeSpan.Zero)
-                {
-                    await Task.Delay(due);
-                }
-                if (i == 5)
-                {
-                    File.Copy(Binaries.AotBinary, exe + ".new");
-                    File.Move(exe + ".new", exe, overwrite: true);
-                }
+                await UpgradeTurn(clock, i, exe);
                 Assert.Equal(0, Signal(generations[^1], Native.SIGUSR2));
                 generations.Add(TookOver(server, generations[^1]));
                 // Generations after the replacement run the new file, those before it the original.
@@ -150,17 +140,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             HashSet<int> generations = [current];
             for (int i = 0; i < 10; i++)
             {
-                // One upgrade every 1.7 s from 1 s on (a schedule over the load, not a wait for an event).
-                TimeSpan due = TimeSpan.FromSeconds(1 + (1.7 * i)) - clock.Elapsed;
-                if (due > TimeSpan.Zero)
-                {
-                    await Task.Delay(due);
-                }
-                if (i == 5)
-                {
-                    File.Copy(Binaries.AotBinary, exe + ".new");
-                    File.Move(exe + ".new", exe, overwrite: true);
-                }
+                await UpgradeTurn(clock, i, exe);
                 Assert.Equal(0, Signal(current, Native.SIGUSR2));
                 int next = TookOver(server, current);
                 Assert.Matches("^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\n$", NextNotStatus(notify));
@@ -484,6 +464,25 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
     private static long ExeInode(int pid, string exe) =>
         long.Parse(File.ReadLines($"/proc/{pid}/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
             .First(f => f.Length >= 6 && f[5] == exe)[4], CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Upgrade <paramref name="i"/> of 10 spread over a 20 s load: due 1 s + 1.7 s × i after the load began
+    /// (a schedule, not a wait for an event); before the sixth, <paramref name="exe"/> is replaced as a
+    /// package upgrade does it (a new file renamed over the old).
+    /// </summary>
+    private static async Task UpgradeTurn(Stopwatch clock, int i, string exe)
+    {
+        TimeSpan due = TimeSpan.FromSeconds(1 + (1.7 * i)) - clock.Elapsed;
+        if (due > TimeSpan.Zero)
+        {
+            await Task.Delay(due);
+        }
+        if (i == 5)
+        {
+            File.Copy(Binaries.AotBinary, exe + ".new");
+            File.Move(exe + ".new", exe, overwrite: true);
+        }
+    }
 
     /// <summary>The next sd_notify datagram that is not a periodic STATUS= (those come whenever the load changes the count).</summary>
     private static string NextNotStatus(SystemdTests.NotifySocket notify)
