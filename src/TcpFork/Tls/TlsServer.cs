@@ -107,8 +107,12 @@ internal sealed unsafe class TlsServer : IDisposable
         return handle;
     }
 
-    /// <summary>In a spawned child: the options and credentials from the inherited memfd <paramref name="fd"/>, which is then closed.</summary>
-    public static TlsServer ReadHandOff(int fd)
+    /// <summary>
+    /// In a spawned child: the options and credentials from the inherited memfd <paramref name="fd"/>, which
+    /// is then closed. <paramref name="withoutSystemTrust"/>: the child runs tcpfork's own handler (echo, or
+    /// the relay to an exec'd program), which validates nothing against the system's CAs (<see cref="NoSystemTrustStore"/>).
+    /// </summary>
+    public static TlsServer ReadHandOff(int fd, bool withoutSystemTrust)
     {
         byte[] all;
         try
@@ -140,6 +144,6 @@ internal sealed unsafe class TlsServer : IDisposable
         {
             options.ApplicationProtocols.Add(p);
         }
-        return new TlsServer(options, TlsCredentials.FromPem(cert, key, ca));
+        return new TlsServer(options, TlsCredentials.FromPem(cert, key, ca, withoutSystemTrust));
     }
 }
