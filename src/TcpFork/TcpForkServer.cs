@@ -81,7 +81,7 @@ public sealed class TcpForkServer
         {
             return true;
         }
-        if (!ChildRole.TryTake(out int fd, out Accepted accepted, out ChildRole.Settings settings, out ExecProgram? program))
+        if (!ChildRole.TryTake(handler == (ConnectionHandler)EchoHandler.Handle, out int fd, out Accepted accepted, out ChildRole.Settings settings, out ExecProgram? program))
         {
             return false;
         }

@@ -226,6 +226,53 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
         Assert.Equal("CN=rotated.localhost", kept.RemoteCertificate!.Subject);
     }
 
+    /// <summary>
+    /// A SIGHUP (which also asks for the stats line) re-reads the TLS files only when one changed: not when
+    /// none did (the parent allocates nothing then: ParentInvariantTests), but when one is rewritten with the
+    /// same bytes (its change time moves) or another file is renamed over it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public async Task Sighup_rereads_the_tls_files_only_when_one_changed(Flavor flavor)
+    {
+        string dir = Path.Combine(files.Dir, $"stamps-{flavor}");
+        Directory.CreateDirectory(dir);
+        string cert = Path.Combine(dir, "cert.pem"), key = Path.Combine(dir, "key.pem");
+        File.Copy(files.Pem("server"), cert, overwrite: true);
+        File.Copy(files.Key("server"), key, overwrite: true);
+        using ServerProcess server = ServerProcess.StartEcho(flavor, "--tls-cert", cert, "--tls-key", key);
+        const string Reloaded = @"^tcpfork: tls: reloaded certificate ";
+        void Sighup(string? reloaded)
+        {
+            int from = server.LogCount;
+            server.Signal(Native.SIGHUP);
+            server.WaitForLog("^tcpfork: stats: ", from: from);
+            string[] lines = server.StderrLines[from..];
+            if (reloaded is null)
+            {
+                Assert.DoesNotContain(lines, l => Regex.IsMatch(l, Reloaded));
+            }
+            else
+            {
+                Assert.Single(lines, l => Regex.IsMatch(l, Reloaded + Regex.Escape(reloaded) + " "));
+            }
+        }
+
+        Sighup(reloaded: null);
+        Sighup(reloaded: null);
+        File.WriteAllBytes(key, File.ReadAllBytes(key)); // the same bytes: only the times change
+        Sighup(reloaded: "CN=localhost");
+        Sighup(reloaded: null);
+        File.Copy(files.Pem("server2"), cert + ".new");
+        File.Copy(files.Key("server2"), key + ".new");
+        File.Move(cert + ".new", cert, overwrite: true);
+        File.Move(key + ".new", key, overwrite: true);
+        Sighup(reloaded: "CN=rotated.localhost");
+        Sighup(reloaded: null);
+        using SslStream after = await files.ConnectAsync(server.Port);
+        Assert.Equal("CN=rotated.localhost", after.RemoteCertificate!.Subject);
+    }
+
     public static TheoryData<string, string> BadStarts() => new()
     {
         { "--tls-cert {dir}/missing.pem --tls-key {key}", "--tls-cert '{dir}/missing.pem': no such file" },

@@ -13,6 +13,9 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "unsetenv", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     internal static partial int UnsetEnv(string name);
 
+    [LibraryImport(Libc, EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static partial int SetEnv(string name, string value, int overwrite);
+
     [LibraryImport(Libc, EntryPoint = "getppid")]
     internal static partial int GetPPid();
 }

@@ -12,6 +12,10 @@ internal struct StatX
     [FieldOffset(28)] public ushort Mode;
     [FieldOffset(32)] public ulong Inode;
     [FieldOffset(40)] public ulong Size;
+    [FieldOffset(96)] public long CtimeSeconds;
+    [FieldOffset(104)] public uint CtimeNanoseconds;
+    [FieldOffset(112)] public long MtimeSeconds;
+    [FieldOffset(120)] public uint MtimeNanoseconds;
     [FieldOffset(136)] public uint DevMajor;
     [FieldOffset(140)] public uint DevMinor;
 
@@ -19,6 +23,14 @@ internal struct StatX
 
     /// <summary>True when both name the same file (device and inode).</summary>
     public readonly bool SameFile(in StatX other) => Inode == other.Inode && DevMajor == other.DevMajor && DevMinor == other.DevMinor;
+
+    /// <summary>
+    /// True when both are the same file with the same size, modification and change times (to the
+    /// nanosecond): a file renamed over it, rewritten or touched since changes one of them.
+    /// </summary>
+    public readonly bool SameVersion(in StatX other) => SameFile(other) && Size == other.Size
+        && MtimeSeconds == other.MtimeSeconds && MtimeNanoseconds == other.MtimeNanoseconds
+        && CtimeSeconds == other.CtimeSeconds && CtimeNanoseconds == other.CtimeNanoseconds;
 }
 
 internal static unsafe partial class Interop
@@ -31,9 +43,13 @@ internal static unsafe partial class Interop
     internal static partial int StatX(int dirFd, byte* path, int flags, uint mask, StatX* result);
 
     /// <summary>statx of a path (not following a final symlink); false with errno set when it fails.</summary>
-    internal static bool TryStat(string path, bool followLinks, out StatX result)
+    internal static bool TryStat(string path, bool followLinks, out StatX result) =>
+        TryStat(System.Text.Encoding.UTF8.GetBytes(path + "\0"), followLinks, out result);
+
+    /// <summary>statx of a path given as NUL-terminated bytes (made once by the caller): no allocation.</summary>
+    internal static bool TryStat(byte[] nulTerminatedPath, bool followLinks, out StatX result)
     {
-        fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(path + "\0"))
+        fixed (byte* p = nulTerminatedPath)
         fixed (StatX* r = &result)
         {
             return StatX(AT_FDCWD, p, followLinks ? 0 : AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, r) == 0;

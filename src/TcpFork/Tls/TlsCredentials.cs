@@ -13,7 +13,7 @@ namespace TcpFork;
 /// </summary>
 internal sealed class TlsCredentials
 {
-    private TlsCredentials(byte[] certificatePem, byte[] keyPem, byte[]? caPem)
+    private TlsCredentials(byte[] certificatePem, byte[] keyPem, byte[]? caPem, bool withoutSystemTrust = false)
     {
         CertificatePem = certificatePem;
         KeyPem = keyPem;
@@ -43,7 +43,7 @@ internal sealed class TlsCredentials
         Certificate = leaf;
         X509Certificate2Collection intermediates = [.. chain.Skip(1)];
         // offline: no AIA or OCSP fetch, which would start threads (and a fork needs a one-thread parent).
-        Context = SslStreamCertificateContext.Create(leaf, intermediates, offline: true);
+        Context = withoutSystemTrust ? NoSystemTrustStore.Create(leaf, intermediates) : SslStreamCertificateContext.Create(leaf, intermediates, offline: true);
         if (caPem is not null)
         {
             var cas = new X509Certificate2Collection();
@@ -97,8 +97,13 @@ internal sealed class TlsCredentials
         }
     }
 
-    /// <summary>Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>).</summary>
-    public static TlsCredentials FromPem(byte[] certificatePem, byte[] keyPem, byte[]? caPem) => new(certificatePem, keyPem, caPem);
+    /// <summary>
+    /// Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>); with
+    /// <paramref name="withoutSystemTrust"/>, builds the context without loading the system trust store
+    /// (<see cref="NoSystemTrustStore"/>).
+    /// </summary>
+    public static TlsCredentials FromPem(byte[] certificatePem, byte[] keyPem, byte[]? caPem, bool withoutSystemTrust) =>
+        new(certificatePem, keyPem, caPem, withoutSystemTrust);
 
     private static byte[] ReadFile(string path, TlsFile file)
     {

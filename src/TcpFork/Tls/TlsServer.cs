@@ -13,6 +13,7 @@ namespace TcpFork;
 internal sealed unsafe class TlsServer : IDisposable
 {
     private SafeFd? _handOff;
+    private TlsFileStamps? _stamps;
 
     private TlsServer(TlsOptions options, TlsCredentials credentials)
     {
@@ -28,21 +29,32 @@ internal sealed unsafe class TlsServer : IDisposable
     public static TlsServer Start(TlsOptions options)
     {
         options.Validate();
+        var stamps = new TlsFileStamps(options);
+        stamps.Unchanged();
         TlsCredentials credentials = TlsCredentials.Read(options);
+        stamps.Commit();
         TlsWarmUp.Run(options, credentials);
-        return new TlsServer(options, credentials);
+        return new TlsServer(options, credentials) { _stamps = stamps };
     }
 
     /// <summary>The memfd holding <see cref="Current"/> for spawned children (made on first use, remade by <see cref="Reload"/>).</summary>
     public int HandOffFd => (_handOff ??= WriteHandOff(Options, Current)).Fd;
 
-    /// <summary>SIGHUP: reads the files again; a bad file keeps the credentials in force, logged.</summary>
+    /// <summary>
+    /// SIGHUP: reads the files again when one changed since they were last read (otherwise nothing, and no
+    /// allocation: see <see cref="TlsFileStamps"/>); a bad file keeps the credentials in force, logged.
+    /// </summary>
     public void Reload(ServerLog log)
     {
+        if (_stamps is null || _stamps.Unchanged())
+        {
+            return;
+        }
         TlsCredentials next;
         try
         {
             next = TlsCredentials.Read(Options);
+            _stamps.Commit();
         }
         catch (TlsFileException e)
         {
@@ -95,8 +107,12 @@ internal sealed unsafe class TlsServer : IDisposable
         return handle;
     }
 
-    /// <summary>In a spawned child: the options and credentials from the inherited memfd <paramref name="fd"/>, which is then closed.</summary>
-    public static TlsServer ReadHandOff(int fd)
+    /// <summary>
+    /// In a spawned child: the options and credentials from the inherited memfd <paramref name="fd"/>, which
+    /// is then closed. <paramref name="withoutSystemTrust"/>: the child runs tcpfork's own handler (echo, or
+    /// the relay to an exec'd program), which validates nothing against the system's CAs (<see cref="NoSystemTrustStore"/>).
+    /// </summary>
+    public static TlsServer ReadHandOff(int fd, bool withoutSystemTrust)
     {
         byte[] all;
         try
@@ -128,6 +144,6 @@ internal sealed unsafe class TlsServer : IDisposable
         {
             options.ApplicationProtocols.Add(p);
         }
-        return new TlsServer(options, TlsCredentials.FromPem(cert, key, ca));
+        return new TlsServer(options, TlsCredentials.FromPem(cert, key, ca, withoutSystemTrust));
     }
 }
