@@ -11,7 +11,7 @@ namespace TcpFork;
 /// thread creation and a scheduler round trip per handshake). A handler's asynchronous reads and writes
 /// after the handshake go through a NetworkStream made then (<see cref="Connection.Socket"/>).
 /// </summary>
-internal sealed unsafe class HandshakeDeadline(Connection connection, TimeSpan timeout) : Stream
+internal sealed unsafe class HandshakeDeadline(Connection connection, TimeSpan timeout) : UnseekableStream
 {
     private readonly int _fd = connection.Handle;
     private readonly long _deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
@@ -140,26 +140,6 @@ internal sealed unsafe class HandshakeDeadline(Connection connection, TimeSpan t
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override void Flush()
-    {
-    }
-
-    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public override bool CanRead => true;
-
-    public override bool CanWrite => true;
-
-    public override bool CanSeek => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

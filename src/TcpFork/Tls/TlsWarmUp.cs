@@ -48,7 +48,7 @@ internal static class TlsWarmUp
     }
 
     /// <summary>Reads from <paramref name="input"/> (EOF when null or done) and writes to <paramref name="output"/>; synchronous only.</summary>
-    private sealed class OneWay(Stream? input, Stream output) : Stream
+    private sealed class OneWay(Stream? input, Stream output) : UnseekableStream
     {
         public override int Read(byte[] buffer, int offset, int count) => input?.Read(buffer, offset, count) ?? 0;
 
@@ -62,23 +62,5 @@ internal static class TlsWarmUp
             Write(buffer, offset, count);
             return Task.CompletedTask;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override bool CanRead => true;
-
-        public override bool CanWrite => true;
-
-        public override bool CanSeek => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }
