@@ -186,8 +186,8 @@ switch (scenario)
 
     case "meter":
         // A collector in the server's own process (spawn mode: the parent may have threads): the meter
-        // TcpFork's observable instruments, read every 100 ms; each changed value printed once.
-        options.LogLevel = LogLevel.Quiet;
+        // TcpFork's observable instruments, read each time the test writes a line to stdin; each changed
+        // value printed once.
         options.Rules.Add(AccessRule.Create(allow: false, "127.0.0.2"));
         var printed = new Dictionary<string, long>();
         var listener = new System.Diagnostics.Metrics.MeterListener
@@ -212,10 +212,9 @@ switch (scenario)
         listener.Start();
         new Thread(() =>
         {
-            while (true)
+            while (Console.In.ReadLine() is not null)
             {
                 listener.RecordObservableInstruments();
-                Thread.Sleep(100);
             }
         }) { IsBackground = true }.Start();
         return new TcpForkServer(EchoHandler.Handle, options).Run();

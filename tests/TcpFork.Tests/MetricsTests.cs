@@ -297,6 +297,9 @@ public class MetricsTests
             Assert.Equal("t"u8.ToArray(), await EchoClient.EchoOnceAsync(server.Port, "t"u8.ToArray()));
         }
         await RefusedFromAsync(server.Port, "127.0.0.2");
+        server.WaitForLogCount("^tcpfork: end ", 3);
+        server.WaitForLog("^tcpfork: deny ");
+        server.WriteInput("collect");
         server.WaitForOutput("^meter tcpfork.connections 4$");
         server.WaitForOutput("^meter tcpfork.connections.denied reason=rule 1$");
         server.WaitForOutput("^meter tcpfork.children.ended class=exit0 3$");

@@ -52,6 +52,13 @@ public sealed partial class ServerProcess : IDisposable
 
     public int Port => Ports[0];
 
+    /// <summary>Writes <paramref name="line"/> to the process's stdin.</summary>
+    public void WriteInput(string line)
+    {
+        _process.StandardInput.WriteLine(line);
+        _process.StandardInput.Flush();
+    }
+
     /// <summary>Starts tcpfork with <paramref name="args"/> and waits for <paramref name="listeners"/> port lines.</summary>
     public static ServerProcess Start(string exe, IEnumerable<string> args, int listeners = 1, IDictionary<string, string>? env = null)
     {
