@@ -64,12 +64,7 @@ public class FaultTests
     {
         long Switches() => long.Parse(Native.StatusField(pid, "voluntary_ctxt_switches"), System.Globalization.CultureInfo.InvariantCulture);
         long target = Switches() + wakes;
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (Switches() < target)
-        {
-            Assert.True(clock.Elapsed < limit, $"the parent woke fewer than {wakes} times in {limit.TotalSeconds} s");
-            await Task.Delay(10); // between reads of the count, not deciding anything
-        }
+        await Poll.UntilAsync(() => Switches() >= target, limit, () => $"the parent woke fewer than {wakes} times in {limit.TotalSeconds} s");
     }
 
     /// <summary>Sends <paramref name="data"/> and asserts the connection ends without it echoed (closed, or reset).</summary>

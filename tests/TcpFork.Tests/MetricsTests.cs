@@ -274,13 +274,9 @@ public class MetricsTests
     /// <summary>Waits (up to 20 s) until <paramref name="server"/> has exactly <paramref name="count"/> children, none a zombie left unreaped.</summary>
     private static void WaitForChildren(ServerProcess server, int count)
     {
-        var clock = Stopwatch.StartNew();
-        List<(int Pid, char State)> children;
-        while ((children = Native.Children(server.Pid)).Count != count || children.Any(c => c.State == 'Z'))
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"expected {count} live children, found {string.Join(", ", children)}");
-            Thread.Sleep(20);
-        }
+        List<(int Pid, char State)> children = [];
+        Poll.Until(() => (children = Native.Children(server.Pid)).Count == count && !children.Any(c => c.State == 'Z'),
+            TimeSpan.FromSeconds(20), () => $"expected {count} live children, found {string.Join(", ", children)}");
     }
 
     /// <summary>

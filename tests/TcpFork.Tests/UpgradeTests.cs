@@ -325,12 +325,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             Assert.True(MetricsTests.Value(after, "tcpfork_start_time_seconds") > MetricsTests.Value(before, "tcpfork_start_time_seconds"), after);
             Assert.DoesNotContain(server.StderrLines, l => l.Contains("fatal", StringComparison.Ordinal));
             // The scrape children (each exits once it has answered) are reaped by the new parent.
-            var clock = Stopwatch.StartNew();
-            while (Native.Children(newPid).Count > 0)
-            {
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), "a scrape child was not reaped");
-                await Task.Delay(10);
-            }
+            await Poll.UntilAsync(() => Native.Children(newPid).Count == 0, TimeSpan.FromSeconds(10), () => "a scrape child was not reaped");
         }
         finally
         {
@@ -356,13 +351,9 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             await s.SendAsync(header.AsMemory(0, header.Length / 2));
             // The old parent holds the connection (accepted, in its ring), not the accept queue (there its inode is still 0).
             int clientPort = ((System.Net.IPEndPoint)s.LocalEndPoint!).Port;
-            var clock = Stopwatch.StartNew();
-            while (Native.ServerSideInode(server.Port, clientPort) is var inode && (inode == "0"
-                || !Directory.GetFiles($"/proc/{server.Pid}/fd").Any(f => ReadLink(f) == $"socket:[{inode}]")))
-            {
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), "the parent did not accept the connection");
-                await Task.Delay(10);
-            }
+            await Poll.UntilAsync(() => Native.ServerSideInode(server.Port, clientPort) is var inode && inode != "0"
+                && Directory.GetFiles($"/proc/{server.Pid}/fd").Any(f => ReadLink(f) == $"socket:[{inode}]"),
+                TimeSpan.FromSeconds(10), () => "the parent did not accept the connection");
 
             server.Signal(Native.SIGUSR2);
             int newPid = TookOver(server, server.Pid);
