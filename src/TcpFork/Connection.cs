@@ -13,6 +13,8 @@ public sealed unsafe class Connection
     private NetworkStream? _stream;
     private SslStream? _tls;
     private HandshakeDeadline? _transport;
+    private OpenSslSession? _session;
+    private OpenSslStream? _sessionStream;
 
     /// <summary>The addresses of a PROXY protocol header (when <see cref="Accepted.Proxied"/>): the socket names the proxy.</summary>
     private SockAddr _proxiedPeer, _proxiedLocal;
@@ -39,6 +41,8 @@ public sealed unsafe class Connection
         _socket = null;
         _stream = null;
         _tls = null;
+        _session = null;
+        _sessionStream = null;
     }
 
     /// <summary>The connected socket's file descriptor, owned by this process.</summary>
@@ -62,22 +66,29 @@ public sealed unsafe class Connection
     /// A stream over <see cref="Socket"/> (created on first use); with <see cref="TcpForkServerOptions.Tls"/>
     /// the plaintext side of the connection's TLS session, whose handshake is done before the handler runs.
     /// </summary>
-    public Stream Stream => _tls ?? (Stream)(_stream ??= new NetworkStream(Socket, ownsSocket: false));
+    public Stream Stream => _tls ?? _sessionStream ?? (Stream)(_stream ??= new NetworkStream(Socket, ownsSocket: false));
 
     /// <summary>True when the connection is TLS (<see cref="TcpForkServerOptions.Tls"/>): <see cref="Stream"/> is then plaintext, and <see cref="Socket"/> carries the encrypted bytes.</summary>
-    public bool IsTls => _tls is not null;
+    public bool IsTls => _tls is not null || _session is not null;
 
     /// <summary>The negotiated TLS protocol (<see cref="SslProtocols.Tls12"/>, <see cref="SslProtocols.Tls13"/>); <see cref="SslProtocols.None"/> without TLS.</summary>
-    public SslProtocols TlsProtocol => _tls?.SslProtocol ?? SslProtocols.None;
+    public SslProtocols TlsProtocol => _session?.Protocol ?? _tls?.SslProtocol ?? SslProtocols.None;
 
     /// <summary>The negotiated cipher suite; null without TLS.</summary>
-    public TlsCipherSuite? TlsCipherSuite => _tls?.NegotiatedCipherSuite;
+    public TlsCipherSuite? TlsCipherSuite => _session?.CipherSuite ?? _tls?.NegotiatedCipherSuite;
 
     /// <summary>The protocol chosen by ALPN (<c>h2</c>, <c>http/1.1</c>); null without TLS or when none was agreed.</summary>
-    public string? TlsApplicationProtocol => _tls is { NegotiatedApplicationProtocol: { Protocol.Length: > 0 } alpn } ? alpn.ToString() : null;
+    public string? TlsApplicationProtocol => _session is not null ? _session.ApplicationProtocol
+        : _tls is { NegotiatedApplicationProtocol: { Protocol.Length: > 0 } alpn } ? alpn.ToString() : null;
 
     /// <summary>The client's certificate, verified against <see cref="TlsOptions.ClientCaFile"/>; null when none was presented (or without TLS).</summary>
-    public X509Certificate2? ClientCertificate => _tls?.RemoteCertificate as X509Certificate2;
+    public X509Certificate2? ClientCertificate => _session is not null ? _session.PeerCertificate : _tls?.RemoteCertificate as X509Certificate2;
+
+    /// <summary>The host name the client asked for (SNI); null without TLS or when it sent none.</summary>
+    internal string? TlsServerName => _session is not null ? _session.ServerName : _tls?.TargetHostName is { Length: > 0 } host ? host : null;
+
+    /// <summary>tcpfork's own services' session (echo, the exec relay): null for a library handler's <see cref="SslStream"/>.</summary>
+    internal OpenSslSession? TlsSession => _session;
 
     /// <summary>The server's TLS state a child handshakes with; null without TLS.</summary>
     internal TlsServer? TlsServer { get; set; }
@@ -89,6 +100,12 @@ public sealed unsafe class Connection
         {
             return true;
         }
+        if (TlsServer.Engine == TlsEngine.OpenSsl)
+        {
+            _session = OpenSslSession.Accept(this, TlsServer);
+            _sessionStream = _session is null ? null : new OpenSslStream(_session);
+            return _session is not null;
+        }
         _tls = TlsHandshake.Run(this, TlsServer, out _transport);
         return _tls is not null;
     }
@@ -96,7 +113,11 @@ public sealed unsafe class Connection
     /// <summary>With TLS: close_notify and the socket's FIN, when the server has nothing more to send.</summary>
     internal void CloseTlsOutput()
     {
-        if (_tls is not null && _transport is not null)
+        if (_session is not null)
+        {
+            _session.CloseOutput();
+        }
+        else if (_tls is not null && _transport is not null)
         {
             TlsHandshake.Close(_tls, _transport, Handle);
         }

@@ -145,7 +145,7 @@ public sealed class TcpForkServer
         DescriptorBudget.Ensure(_options);
         _program?.Validate();
         // Before the thread check (loading must start none) and before the privileges are dropped (root-only key files).
-        using TlsServer? tls = _options.Tls is null ? null : TlsServer.Start(_options.Tls);
+        using TlsServer? tls = _options.Tls is null ? null : TlsServer.Start(_options.Tls, _minimalChildren || _program is not null ? TlsEngine.OpenSsl : TlsEngine.SslStream);
         Func<IReadOnlyList<AccessRule>> rules = () =>
             [.. _options.Rules, .. _options.RulesFile is null ? [] : AccessRule.ReadFile(_options.RulesFile)];
         using var memory = new ParentMemory();

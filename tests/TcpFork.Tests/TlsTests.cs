@@ -32,7 +32,7 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
         Assert.Contains($"New, TLSv{version}, Cipher is ", stdout, StringComparison.Ordinal);
         Assert.Contains("ALPN protocol: http/1.1", stdout, StringComparison.Ordinal);
         Assert.Contains("Verify return code: 0 (ok)", stdout, StringComparison.Ordinal);
-        server.WaitForLog($@"^tcpfork: tls: \d+: Tls1{version[^1]} \S+ alpn http/1\.1 client -$");
+        server.WaitForLog($@"^tcpfork: tls: \d+: Tls1{version[^1]} \S+ alpn http/1\.1 client - session new$");
         server.WaitForLog(@"^tcpfork: end \d+ status 0$");
     }
 
@@ -110,7 +110,7 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
     {
         using ServerProcess server = ServerProcess.StartEcho(flavor, files.ServerArgs("--tls-client-ca", files.Pem("ca")));
         Assert.True(await EchoesAsync(server.Port, "alice"));
-        server.WaitForLog(@"^tcpfork: tls: \d+: Tls13 \S+ alpn - client CN=alice$");
+        server.WaitForLog(@"^tcpfork: tls: \d+: Tls13 \S+ alpn - client CN=alice session (new|resumed)$");
         foreach ((string? client, string reason) in new (string?, string)[]
         {
             ("old", "client certificate: expired or not yet valid"),

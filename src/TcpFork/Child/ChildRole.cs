@@ -108,7 +108,7 @@ internal static unsafe class ChildRole
     /// In a spawned child: the role's settings, the connection, and the parent's program if it has one;
     /// removes every variable of the role so the handler's own children do not see them. False (and
     /// nothing changed) outside the child role. <paramref name="echo"/>: the handler is tcpfork's echo
-    /// (with a program or the echo, TLS needs no system trust store: <see cref="NoSystemTrustStore"/>).
+    /// (with a program or the echo, TLS runs on OpenSSL directly: <see cref="TlsEngine.OpenSsl"/>).
     /// </summary>
     public static bool TryTake(bool echo, out int fd, out Accepted accepted, out Settings settings, out ExecProgram? program)
     {
@@ -132,7 +132,7 @@ internal static unsafe class ChildRole
         program = DecodeProgram();
         if (Environment.GetEnvironmentVariable(TlsVariable) is not null)
         {
-            settings = settings with { Tls = TlsServer.ReadHandOff(TlsFd, withoutSystemTrust: echo || program is not null) };
+            settings = settings with { Tls = TlsServer.ReadHandOff(TlsFd, echo || program is not null ? TlsEngine.OpenSsl : TlsEngine.SslStream) };
         }
         foreach (string name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(IsRoleVariable).ToList())
         {

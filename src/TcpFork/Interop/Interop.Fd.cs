@@ -43,7 +43,7 @@ internal static unsafe partial class Interop
     }
 
     [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
-    private static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+    internal static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);
@@ -93,6 +93,14 @@ internal static unsafe partial class Interop
         return r;
     }
 
+    /// <summary>write(2) once, retried on EINTR; the count written, or -1 with errno set.</summary>
+    internal static nint Write(int fd, byte* buffer, nuint count)
+    {
+        nint r;
+        while (Retry(r = WriteOnce(fd, buffer, count))) { }
+        return r;
+    }
+
     /// <summary>Writes all of <paramref name="data"/>, across partial writes and EINTR; false on failure (errno set).</summary>
     internal static bool WriteAll(int fd, ReadOnlySpan<byte> data)
     {
@@ -135,5 +143,15 @@ internal static unsafe partial class Interop
                 Close(fd);
             }
         }
+    }
+}
+
+internal static partial class Interop
+{
+    /// <summary>Sets O_NONBLOCK on <paramref name="fd"/>; -1 with errno set on failure.</summary>
+    internal static int SetNonBlocking(int fd)
+    {
+        int statusFlags = Fcntl(fd, F_GETFL, 0);
+        return statusFlags < 0 || Fcntl(fd, F_SETFL, statusFlags | O_NONBLOCK) < 0 ? -1 : 0;
     }
 }

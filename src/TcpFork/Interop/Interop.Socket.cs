@@ -88,7 +88,7 @@ internal static unsafe partial class Interop
 
 internal static unsafe partial class Interop
 {
-    internal const int IPPROTO_TCP = 6, TCP_INFO = 11;
+    internal const int IPPROTO_TCP = 6, TCP_NODELAY = 1, TCP_INFO = 11;
     internal const int TcpInfoSize = 232;
     internal const int TcpInfoLastDataSent = 44, TcpInfoLastDataRecv = 52;
     internal const int MSG_DONTWAIT = 0x40;

@@ -478,12 +478,12 @@ internal sealed partial class ServerLog
         }
     }
 
-    [LineFormat("tls: P: PROTOCOL CIPHER alpn ALPN client SUBJECT")]
-    public void TlsEstablished(int pid, string protocol, string cipher, string alpn, string client)
+    [LineFormat("tls: P: PROTOCOL CIPHER alpn ALPN client SUBJECT session SESSION")]
+    public void TlsEstablished(int pid, string protocol, string cipher, string alpn, string client, string session)
     {
         if (IsVerbose)
         {
-            Write("tls.established"u8, $"tls: {pid:pid}: {protocol:protocol} {cipher:cipher} alpn {alpn:alpn} client {client:client}");
+            Write("tls.established"u8, $"tls: {pid:pid}: {protocol:protocol} {cipher:cipher} alpn {alpn:alpn} client {client:client} session {session:session}");
         }
     }
 

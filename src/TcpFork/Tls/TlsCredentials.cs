@@ -9,11 +9,13 @@ namespace TcpFork;
 /// The server's certificate chain and key, and the client CAs, parsed once: by the parent from the
 /// files (at start, and on SIGHUP), or by a spawned child from the bytes the parent handed it (it never
 /// opens the files itself: they may be root's, and it runs as <see cref="TcpForkServerOptions.User"/>).
-/// A forked child inherits the parent's object as it was at the fork, parsed and ready.
+/// A forked child inherits the parent's object as it was at the fork, parsed and ready: for tcpfork's
+/// own services (<see cref="TlsEngine.OpenSsl"/>) an OpenSSL context, for a library handler's
+/// <see cref="SslStream"/> (<see cref="TlsEngine.SslStream"/>) a certificate context.
 /// </summary>
-internal sealed class TlsCredentials
+internal sealed class TlsCredentials : IDisposable
 {
-    private TlsCredentials(byte[] certificatePem, byte[] keyPem, byte[]? caPem, bool withoutSystemTrust = false)
+    private TlsCredentials(TlsOptions options, byte[] certificatePem, byte[] keyPem, byte[]? caPem, TlsEngine engine, ReadOnlySpan<byte> ticketKey)
     {
         CertificatePem = certificatePem;
         KeyPem = keyPem;
@@ -41,9 +43,11 @@ internal sealed class TlsCredentials
             throw new TlsFileException(TlsFile.Key, "holds no unencrypted PEM private key (PKCS#8, RSA or EC) matching the certificate");
         }
         Certificate = leaf;
-        X509Certificate2Collection intermediates = [.. chain.Skip(1)];
-        // offline: no AIA or OCSP fetch, which would start threads (and a fork needs a one-thread parent).
-        Context = withoutSystemTrust ? NoSystemTrustStore.Create(leaf, intermediates) : SslStreamCertificateContext.Create(leaf, intermediates, offline: true);
+        if (engine == TlsEngine.SslStream)
+        {
+            // offline: no AIA or OCSP fetch, which would start threads (and a fork needs a one-thread parent).
+            Context = SslStreamCertificateContext.Create(leaf, [.. chain.Skip(1)], offline: true);
+        }
         if (caPem is not null)
         {
             var cas = new X509Certificate2Collection();
@@ -61,6 +65,10 @@ internal sealed class TlsCredentials
             }
             ClientCas = cas;
         }
+        if (engine == TlsEngine.OpenSsl)
+        {
+            Native = OpenSslContext.Create(options, certificatePem, keyPem, caPem, ticketKey);
+        }
     }
 
     public byte[] CertificatePem { get; }
@@ -72,7 +80,11 @@ internal sealed class TlsCredentials
     /// <summary>The server's certificate, with its private key.</summary>
     public X509Certificate2 Certificate { get; }
 
-    public SslStreamCertificateContext Context { get; }
+    /// <summary>For <see cref="TlsEngine.SslStream"/>: the chain and key, with the SSL_CTX .NET makes for them; else null.</summary>
+    public SslStreamCertificateContext? Context { get; }
+
+    /// <summary>For <see cref="TlsEngine.OpenSsl"/>: the SSL_CTX every session of tcpfork's own services is made from; else null.</summary>
+    public OpenSslContext? Native { get; }
 
     /// <summary>The client certificates' trust anchors, with <see cref="TlsOptions.ClientCaFile"/>.</summary>
     public X509Certificate2Collection? ClientCas { get; }
@@ -82,14 +94,14 @@ internal sealed class TlsCredentials
     /// (an <see cref="ArgumentException"/>) naming the option and the file when one is missing,
     /// unreadable or not what it should hold.
     /// </summary>
-    public static TlsCredentials Read(TlsOptions options)
+    public static TlsCredentials Read(TlsOptions options, TlsEngine engine, ReadOnlySpan<byte> ticketKey)
     {
         byte[] cert = ReadFile(options.CertificateFile, TlsFile.Certificate);
         byte[] key = ReadFile(options.KeyFile, TlsFile.Key);
         byte[]? ca = options.ClientCaFile is null ? null : ReadFile(options.ClientCaFile, TlsFile.ClientCa);
         try
         {
-            return new TlsCredentials(cert, key, ca);
+            return new TlsCredentials(options, cert, key, ca, engine, ticketKey);
         }
         catch (TlsFileException e)
         {
@@ -98,12 +110,10 @@ internal sealed class TlsCredentials
     }
 
     /// <summary>
-    /// Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>); with
-    /// <paramref name="withoutSystemTrust"/>, builds the context without loading the system trust store
-    /// (<see cref="NoSystemTrustStore"/>).
+    /// Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>).
     /// </summary>
-    public static TlsCredentials FromPem(byte[] certificatePem, byte[] keyPem, byte[]? caPem, bool withoutSystemTrust) =>
-        new(certificatePem, keyPem, caPem, withoutSystemTrust);
+    public static TlsCredentials FromPem(TlsOptions options, byte[] certificatePem, byte[] keyPem, byte[]? caPem, TlsEngine engine, ReadOnlySpan<byte> ticketKey) =>
+        new(options, certificatePem, keyPem, caPem, engine, ticketKey);
 
     private static byte[] ReadFile(string path, TlsFile file)
     {
@@ -123,8 +133,21 @@ internal sealed class TlsCredentials
         }
     }
 
+    /// <summary>Frees the OpenSSL context (the parent's finalizer thread is parked: nothing is freed unless said).</summary>
+    public void Dispose() => Native?.Dispose();
+
     /// <summary>For the log: when the certificate expires, RFC 3339 UTC.</summary>
     public string Expires => Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>Who runs a child's TLS sessions.</summary>
+internal enum TlsEngine
+{
+    /// <summary>A library handler: <see cref="SslStream"/>, the type a .NET handler expects (asynchronous, full duplex).</summary>
+    SslStream,
+
+    /// <summary>tcpfork's own services (echo, the relay to an exec'd program): OpenSSL on the descriptor, <see cref="OpenSslSession"/>.</summary>
+    OpenSsl,
 }
 
 /// <summary>Which of the TLS files a <see cref="TlsFileException"/> is about.</summary>

@@ -1,7 +1,5 @@
 using System.Globalization;
-using System.Net.Security;
 using System.Security.Authentication;
-using System.Security.Cryptography.X509Certificates;
 
 namespace TcpFork;
 
@@ -21,20 +19,20 @@ internal static class TlsEnvironment
         "SSL_CLIENT_V_START", "SSL_CLIENT_V_END", "SSL_PEER_CERT_SUBJECT", "SSL_PEER_CERT_HASH",
     ];
 
-    public static IEnumerable<string> Entries(SslStream tls)
+    public static IEnumerable<string> Entries(Connection tls)
     {
-        yield return "SSL_PROTOCOL=" + tls.SslProtocol switch
+        yield return "SSL_PROTOCOL=" + tls.TlsProtocol switch
         {
             SslProtocols.Tls13 => "TLSv1.3",
             SslProtocols.Tls12 => "TLSv1.2",
             var other => other.ToString(),
         };
-        yield return "SSL_CIPHER=" + tls.NegotiatedCipherSuite;
-        if (!string.IsNullOrEmpty(tls.TargetHostName))
+        yield return "SSL_CIPHER=" + tls.TlsCipherSuite;
+        if (tls.TlsServerName is { } host)
         {
-            yield return "SSL_TLS_SNI_SERVERNAME=" + tls.TargetHostName;
+            yield return "SSL_TLS_SNI_SERVERNAME=" + host;
         }
-        if (tls.RemoteCertificate is X509Certificate2 client)
+        if (tls.ClientCertificate is { } client)
         {
             yield return "SSL_CLIENT_S_DN=" + client.Subject;
             yield return "SSL_CLIENT_I_DN=" + client.Issuer;

@@ -30,7 +30,7 @@ internal static class TlsHandshake
             {
                 connection.Log.TlsEstablished(Connection.ProcessId, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString(),
                     tls.NegotiatedApplicationProtocol.Protocol.Length > 0 ? tls.NegotiatedApplicationProtocol.ToString() : "-",
-                    tls.RemoteCertificate?.Subject is { Length: > 0 } subject ? subject : "-");
+                    tls.RemoteCertificate?.Subject is { Length: > 0 } subject ? subject : "-", "-");
             }
             return tls;
         }

@@ -1,5 +1,3 @@
-using System.Net.Security;
-
 namespace TcpFork;
 
 /// <summary>
@@ -10,6 +8,10 @@ namespace TcpFork;
 /// and the program's closing descriptor 1 (or shutting it down, or exiting) becomes close_notify and the
 /// socket's FIN — with one socket on both 0 and 1 closing 1 alone would not end anything. The child exits
 /// with the program's status (128 + N for signal N).
+/// <para>
+/// One thread, one poll(2) over the three descriptors: an OpenSSL session must not be used by two
+/// threads at once, and a read may have to write (a TLS 1.3 key update) or a write read.
+/// </para>
 /// </summary>
 internal static unsafe class TlsRelay
 {
@@ -17,9 +19,9 @@ internal static unsafe class TlsRelay
 
     public static int Run(Connection connection, ExecProgram program, List<string> env)
     {
-        var tls = (SslStream)connection.Stream;
+        OpenSslSession tls = connection.TlsSession ?? throw new InvalidOperationException("the exec relay needs tcpfork's own TLS session");
         env.RemoveAll(e => TlsEnvironment.Names.Any(n => e.StartsWith(n + "=", StringComparison.Ordinal)));
-        env.AddRange(TlsEnvironment.Entries(tls));
+        env.AddRange(TlsEnvironment.Entries(connection));
         int* input = stackalloc int[2];
         int* output = stackalloc int[2];
         if (Interop.SocketPair(Interop.AF_UNIX, Interop.SOCK_STREAM | Interop.SOCK_CLOEXEC, 0, input) < 0
@@ -44,10 +46,11 @@ internal static unsafe class TlsRelay
             connection.Log.ExecFailed(program.File, (Errno)rc);
             return 127;
         }
-        var toClient = new Thread(() => ProgramToClient(connection, tls, fromProgram)) { IsBackground = true, Name = "tls relay" };
-        toClient.Start();
-        ClientToProgram(tls, toProgram, fromProgram);
-        toClient.Join();
+        if (Interop.SetNonBlocking(toProgram) < 0 || Interop.SetNonBlocking(fromProgram) < 0)
+        {
+            throw Interop.Error("fcntl O_NONBLOCK");
+        }
+        new Pump(tls, toProgram, fromProgram).Run();
         Interop.Close(toProgram);
         Interop.Close(fromProgram);
         int status;
@@ -58,54 +61,146 @@ internal static unsafe class TlsRelay
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
     }
 
-    /// <summary>Client to program until the client's close_notify or EOF, then the program reads EOF.</summary>
-    private static void ClientToProgram(SslStream tls, int ours, int fromProgram)
+    /// <summary>The two directions, each a buffer of one record, moved until both have ended.</summary>
+    private sealed class Pump(OpenSslSession tls, int toProgram, int fromProgram)
     {
-        byte[] buffer = new byte[Chunk];
-        try
+        private readonly byte[] _up = new byte[Chunk];     // client → program
+        private readonly byte[] _down = new byte[Chunk];   // program → client
+        private int _upStart, _upEnd, _downStart, _downEnd;
+        private bool _clientEnded, _upClosed, _programEnded, _downClosed;
+        private short _readWants, _writeWants;
+
+        public void Run()
         {
-            int n;
-            while ((n = tls.Read(buffer)) > 0)
+            var fds = stackalloc Interop.PollFd[3];
+            try
             {
-                if (!Interop.WriteAll(ours, buffer.AsSpan(0, n)))
+                while (!(_upClosed && _downClosed))
                 {
-                    return; // the program closed its input: what the client sends now has nowhere to go
+                    while (Step())
+                    {
+                    }
+                    int n = 0;
+                    short client = (short)((_readWants | _writeWants) & (Interop.POLLIN | Interop.POLLOUT));
+                    if (client != 0)
+                    {
+                        fds[n++] = new Interop.PollFd { Fd = tls.Fd, Events = client };
+                    }
+                    if (_upEnd > _upStart)
+                    {
+                        fds[n++] = new Interop.PollFd { Fd = toProgram, Events = Interop.POLLOUT };
+                    }
+                    if (!_programEnded && _downEnd == 0)
+                    {
+                        fds[n++] = new Interop.PollFd { Fd = fromProgram, Events = Interop.POLLIN };
+                    }
+                    if (n == 0)
+                    {
+                        break;
+                    }
+                    if (Interop.Poll(fds, (nuint)n, -1) < 0 && Interop.LastError != Errno.EINTR)
+                    {
+                        throw Interop.Error("poll");
+                    }
                 }
             }
-            Interop.Shutdown(ours, Interop.SHUT_WR);
+            catch (IOException)
+            {
+                // The client is gone (a reset, a broken record): the program gets EOF and EPIPE.
+                Interop.Shutdown(toProgram, Interop.SHUT_RDWR);
+                Interop.Shutdown(fromProgram, Interop.SHUT_RDWR);
+            }
         }
-        catch (IOException)
-        {
-            // The client is gone (a reset, a broken record): the program gets EOF and EPIPE.
-            Interop.Shutdown(ours, Interop.SHUT_RDWR);
-            Interop.Shutdown(fromProgram, Interop.SHUT_RDWR);
-        }
-    }
 
-    /// <summary>Program to client until the program closes its output, then close_notify and FIN.</summary>
-    private static void ProgramToClient(Connection connection, SslStream tls, int ours)
-    {
-        byte[] buffer = new byte[Chunk];
-        try
+        /// <summary>Moves what can move without waiting; true when something did.</summary>
+        private bool Step()
         {
-            while (true)
+            bool moved = false;
+            _readWants = _writeWants = 0;
+            // Client → program.
+            if (!_clientEnded && _upEnd == 0)
+            {
+                int n = tls.TryRead(_up);
+                if (n > 0)
+                {
+                    (_upStart, _upEnd, moved) = (0, n, true);
+                }
+                else if (n == 0)
+                {
+                    (_clientEnded, moved) = (true, true);
+                }
+                else
+                {
+                    _readWants = tls.Wants;
+                }
+            }
+            if (_upEnd > _upStart)
+            {
+                nint m;
+                fixed (byte* p = _up)
+                {
+                    m = Interop.Write(toProgram, p + _upStart, (nuint)(_upEnd - _upStart));
+                }
+                if (m > 0)
+                {
+                    _upStart += (int)m;
+                    moved = true;
+                    if (_upStart == _upEnd)
+                    {
+                        _upStart = _upEnd = 0;
+                    }
+                }
+                else if (Interop.LastError != Errno.EAGAIN)
+                {
+                    // The program closed its input: what the client sends now has nowhere to go.
+                    (_upStart, _upEnd, _clientEnded, _upClosed, moved) = (0, 0, true, true, true);
+                }
+            }
+            if (_clientEnded && _upEnd == 0 && !_upClosed)
+            {
+                Interop.Shutdown(toProgram, Interop.SHUT_WR);
+                (_upClosed, moved) = (true, true);
+            }
+            // Program → client.
+            if (!_programEnded && _downEnd == 0)
             {
                 nint n;
-                fixed (byte* p = buffer)
+                fixed (byte* p = _down)
                 {
-                    n = Interop.Read(ours, p, Chunk);
+                    n = Interop.Read(fromProgram, p, Chunk);
                 }
-                if (n <= 0)
+                if (n > 0)
                 {
-                    break;
+                    (_downStart, _downEnd, moved) = (0, (int)n, true);
                 }
-                tls.Write(buffer, 0, (int)n);
+                else if (n == 0 || Interop.LastError != Errno.EAGAIN)
+                {
+                    (_programEnded, moved) = (true, true);
+                }
             }
-            connection.CloseTlsOutput();
-        }
-        catch (IOException)
-        {
-            Interop.Shutdown(ours, Interop.SHUT_RDWR);
+            if (_downEnd > _downStart)
+            {
+                int m = tls.TryWrite(_down.AsSpan(_downStart, _downEnd - _downStart));
+                if (m > 0)
+                {
+                    _downStart += m;
+                    moved = true;
+                    if (_downStart == _downEnd)
+                    {
+                        _downStart = _downEnd = 0;
+                    }
+                }
+                else
+                {
+                    _writeWants = tls.Wants;
+                }
+            }
+            if (_programEnded && _downEnd == 0 && !_downClosed)
+            {
+                tls.CloseOutput();
+                (_downClosed, moved) = (true, true);
+            }
+            return moved;
         }
     }
 }

@@ -12,33 +12,62 @@ namespace TcpFork;
 /// </summary>
 internal sealed unsafe class TlsServer : IDisposable
 {
+    /// <summary>Session-ticket key length for SSL_CTX_set_tlsext_ticket_keys: name, HMAC and AES keys.</summary>
+    private const int TicketKeyLength = 80;
+
     private SafeFd? _handOff;
     private TlsFileStamps? _stamps;
 
-    private TlsServer(TlsOptions options, TlsCredentials credentials)
+    /// <summary>
+    /// The session-ticket key: made at start and anew by each reload that changes the credentials, and
+    /// handed to spawned children, so a ticket one child issued resumes in any other (fork or spawn) until
+    /// the next reload; a session made with the old certificate is not resumed after it.
+    /// </summary>
+    private byte[] _ticketKey;
+
+    private TlsServer(TlsOptions options, TlsCredentials credentials, TlsEngine engine, byte[] ticketKey)
     {
         Options = options;
         Current = credentials;
+        Engine = engine;
+        _ticketKey = ticketKey;
     }
+
+    public TlsEngine Engine { get; }
 
     public TlsOptions Options { get; }
 
     public TlsCredentials Current { get; private set; }
 
     /// <summary>Validates <paramref name="options"/> and reads its files; throws <see cref="ArgumentException"/> with a plain line.</summary>
-    public static TlsServer Start(TlsOptions options)
+    public static TlsServer Start(TlsOptions options, TlsEngine engine)
     {
         options.Validate();
         var stamps = new TlsFileStamps(options);
         stamps.Unchanged();
-        TlsCredentials credentials = TlsCredentials.Read(options);
+        byte[] ticketKey = new byte[TicketKeyLength];
+        Interop.FillRandom(ticketKey);
+        TlsCredentials credentials = TlsCredentials.Read(options, engine, ticketKey);
         stamps.Commit();
-        TlsWarmUp.Run(options, credentials);
-        return new TlsServer(options, credentials) { _stamps = stamps };
+        WarmUp(options, credentials);
+        return new TlsServer(options, credentials, engine, ticketKey) { _stamps = stamps };
+    }
+
+    /// <summary>What every forked child would otherwise do on its first handshake, done once here.</summary>
+    private static void WarmUp(TlsOptions options, TlsCredentials credentials)
+    {
+        if (credentials.Native is { } native)
+        {
+            native.WarmUp(options);
+        }
+        else
+        {
+            TlsWarmUp.Run(options, credentials);
+        }
     }
 
     /// <summary>The memfd holding <see cref="Current"/> for spawned children (made on first use, remade by <see cref="Reload"/>).</summary>
-    public int HandOffFd => (_handOff ??= WriteHandOff(Options, Current)).Fd;
+    public int HandOffFd => (_handOff ??= WriteHandOff(Options, Current, _ticketKey)).Fd;
 
     /// <summary>
     /// SIGHUP: reads the files again when one changed since they were last read (otherwise nothing, and no
@@ -51,9 +80,11 @@ internal sealed unsafe class TlsServer : IDisposable
             return;
         }
         TlsCredentials next;
+        byte[] ticketKey = new byte[TicketKeyLength];
+        Interop.FillRandom(ticketKey);
         try
         {
-            next = TlsCredentials.Read(Options);
+            next = TlsCredentials.Read(Options, Engine, ticketKey);
             _stamps.Commit();
         }
         catch (TlsFileException e)
@@ -61,26 +92,33 @@ internal sealed unsafe class TlsServer : IDisposable
             log.TlsReloadFailed(e.Plain);
             return;
         }
-        TlsWarmUp.Run(Options, next);
+        WarmUp(Options, next);
         if (_handOff is not null)
         {
             SafeFd old = _handOff;
-            _handOff = WriteHandOff(Options, next);
+            _handOff = WriteHandOff(Options, next, ticketKey);
             old.Dispose();
         }
+        TlsCredentials previous = Current;
         Current = next;
+        _ticketKey = ticketKey;
+        previous.Dispose();
         log.TlsReloaded(next.Certificate.Subject, next.Expires);
     }
 
-    public void Dispose() => _handOff?.Dispose();
+    public void Dispose()
+    {
+        _handOff?.Dispose();
+        Current.Dispose();
+    }
 
     // ---- The hand-off: one header line, then the PEM bytes ----
 
-    private static SafeFd WriteHandOff(TlsOptions o, TlsCredentials c)
+    private static SafeFd WriteHandOff(TlsOptions o, TlsCredentials c, byte[] ticketKey)
     {
         string header = string.Create(CultureInfo.InvariantCulture,
-            $"min={(o.MinimumVersion == SslProtocols.Tls13 ? 13 : 12)};timeout={(long)o.HandshakeTimeout.TotalMilliseconds};client={(o.ClientCaFile is null ? "none" : o.ClientCertificate == TlsClientCertificate.Optional ? "optional" : "require")};alpn={string.Join(',', o.ApplicationProtocols)};cert={c.CertificatePem.Length};key={c.KeyPem.Length};ca={c.CaPem?.Length ?? -1}\n");
-        byte[] bytes = [.. Encoding.UTF8.GetBytes(header), .. c.CertificatePem, .. c.KeyPem, .. c.CaPem ?? []];
+            $"min={(o.MinimumVersion == SslProtocols.Tls13 ? 13 : 12)};timeout={(long)o.HandshakeTimeout.TotalMilliseconds};client={(o.ClientCaFile is null ? "none" : o.ClientCertificate == TlsClientCertificate.Optional ? "optional" : "require")};alpn={string.Join(',', o.ApplicationProtocols)};cert={c.CertificatePem.Length};key={c.KeyPem.Length};ca={c.CaPem?.Length ?? -1};ticket={ticketKey.Length}\n");
+        byte[] bytes = [.. Encoding.UTF8.GetBytes(header), .. c.CertificatePem, .. c.KeyPem, .. c.CaPem ?? [], .. ticketKey];
         int fd;
         fixed (byte* name = "tcpfork-tls\0"u8)
         {
@@ -109,10 +147,10 @@ internal sealed unsafe class TlsServer : IDisposable
 
     /// <summary>
     /// In a spawned child: the options and credentials from the inherited memfd <paramref name="fd"/>, which
-    /// is then closed. <paramref name="withoutSystemTrust"/>: the child runs tcpfork's own handler (echo, or
-    /// the relay to an exec'd program), which validates nothing against the system's CAs (<see cref="NoSystemTrustStore"/>).
+    /// is then closed. <paramref name="engine"/>: <see cref="TlsEngine.OpenSsl"/> when the child runs
+    /// tcpfork's own handler (echo, or the relay to an exec'd program).
     /// </summary>
-    public static TlsServer ReadHandOff(int fd, bool withoutSystemTrust)
+    public static TlsServer ReadHandOff(int fd, TlsEngine engine)
     {
         byte[] all;
         try
@@ -132,6 +170,8 @@ internal sealed unsafe class TlsServer : IDisposable
         byte[] cert = all[at..(at + certLength)];
         byte[] key = all[(at + certLength)..(at + certLength + keyLength)];
         byte[]? ca = caLength < 0 ? null : all[(at + certLength + keyLength)..(at + certLength + keyLength + caLength)];
+        int ticketAt = at + certLength + keyLength + Math.Max(caLength, 0);
+        byte[] ticketKey = all[ticketAt..(ticketAt + Int("ticket"))];
         Array.Clear(all);
         var options = new TlsOptions("(inherited)", "(inherited)")
         {
@@ -144,6 +184,6 @@ internal sealed unsafe class TlsServer : IDisposable
         {
             options.ApplicationProtocols.Add(p);
         }
-        return new TlsServer(options, TlsCredentials.FromPem(cert, key, ca, withoutSystemTrust));
+        return new TlsServer(options, TlsCredentials.FromPem(options, cert, key, ca, engine, ticketKey), engine, ticketKey);
     }
 }
