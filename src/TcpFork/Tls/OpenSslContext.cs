@@ -36,7 +36,16 @@ internal sealed unsafe class OpenSslContext : SafeHandle
     public static OpenSslContext Create(TlsOptions options, byte[] certificatePem, byte[] keyPem, byte[]? caPem, ReadOnlySpan<byte> ticketKey)
     {
         var context = new OpenSslContext();
-        nint ctx = Interop.SslCtxNew(Interop.TlsServerMethod());
+        nint ctx;
+        try
+        {
+            ctx = Interop.SslCtxNew(Interop.TlsServerMethod());
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            throw new InvalidOperationException(
+                $"TLS for tcpfork's echo and exec needs OpenSSL 3 ({Interop.LibSsl} and {Interop.LibCrypto}), which cannot be loaded here", e);
+        }
         if (ctx == 0)
         {
             throw new InvalidOperationException("OpenSSL: SSL_CTX_new failed: " + Interop.OpenSslError());

@@ -15,15 +15,29 @@ namespace TcpFork;
 /// </summary>
 internal sealed class TlsCredentials : IDisposable
 {
-    private TlsCredentials(TlsOptions options, byte[] certificatePem, byte[] keyPem, byte[]? caPem, TlsEngine engine, ReadOnlySpan<byte> ticketKey)
+    private TlsCredentials(TlsOptions options, byte[] certificatePem, byte[] keyPem, byte[]? caPem, TlsEngine engine, ReadOnlySpan<byte> ticketKey, bool fromFiles)
     {
         CertificatePem = certificatePem;
         KeyPem = keyPem;
         CaPem = caPem;
+        // .NET parses the files the parent reads (its errors name what is wrong) and whatever SslStream
+        // will use; a spawned child of tcpfork's own services needs only the OpenSSL context.
+        if (fromFiles || engine == TlsEngine.SslStream)
+        {
+            ParseForDotNet(engine == TlsEngine.SslStream);
+        }
+        if (engine == TlsEngine.OpenSsl)
+        {
+            Native = OpenSslContext.Create(options, certificatePem, keyPem, caPem, ticketKey);
+        }
+    }
+
+    private void ParseForDotNet(bool withContext)
+    {
         var chain = new X509Certificate2Collection();
         try
         {
-            chain.ImportFromPem(Encoding.ASCII.GetString(certificatePem));
+            chain.ImportFromPem(Encoding.ASCII.GetString(CertificatePem));
         }
         catch (CryptographicException)
         {
@@ -36,24 +50,24 @@ internal sealed class TlsCredentials : IDisposable
         X509Certificate2 leaf;
         try
         {
-            leaf = X509Certificate2.CreateFromPem(Encoding.ASCII.GetString(certificatePem), Encoding.ASCII.GetString(keyPem));
+            leaf = X509Certificate2.CreateFromPem(Encoding.ASCII.GetString(CertificatePem), Encoding.ASCII.GetString(KeyPem));
         }
         catch (Exception e) when (e is CryptographicException or ArgumentException)
         {
             throw new TlsFileException(TlsFile.Key, "holds no unencrypted PEM private key (PKCS#8, RSA or EC) matching the certificate");
         }
         Certificate = leaf;
-        if (engine == TlsEngine.SslStream)
+        if (withContext)
         {
             // offline: no AIA or OCSP fetch, which would start threads (and a fork needs a one-thread parent).
             Context = SslStreamCertificateContext.Create(leaf, [.. chain.Skip(1)], offline: true);
         }
-        if (caPem is not null)
+        if (CaPem is not null)
         {
             var cas = new X509Certificate2Collection();
             try
             {
-                cas.ImportFromPem(Encoding.ASCII.GetString(caPem));
+                cas.ImportFromPem(Encoding.ASCII.GetString(CaPem));
             }
             catch (CryptographicException)
             {
@@ -65,10 +79,6 @@ internal sealed class TlsCredentials : IDisposable
             }
             ClientCas = cas;
         }
-        if (engine == TlsEngine.OpenSsl)
-        {
-            Native = OpenSslContext.Create(options, certificatePem, keyPem, caPem, ticketKey);
-        }
     }
 
     public byte[] CertificatePem { get; }
@@ -77,17 +87,17 @@ internal sealed class TlsCredentials : IDisposable
 
     public byte[]? CaPem { get; }
 
-    /// <summary>The server's certificate, with its private key.</summary>
-    public X509Certificate2 Certificate { get; }
+    /// <summary>The server's certificate, with its private key; null in a spawned child of tcpfork's own services (never parsed there).</summary>
+    public X509Certificate2? Certificate { get; private set; }
 
     /// <summary>For <see cref="TlsEngine.SslStream"/>: the chain and key, with the SSL_CTX .NET makes for them; else null.</summary>
-    public SslStreamCertificateContext? Context { get; }
+    public SslStreamCertificateContext? Context { get; private set; }
 
     /// <summary>For <see cref="TlsEngine.OpenSsl"/>: the SSL_CTX every session of tcpfork's own services is made from; else null.</summary>
     public OpenSslContext? Native { get; }
 
     /// <summary>The client certificates' trust anchors, with <see cref="TlsOptions.ClientCaFile"/>.</summary>
-    public X509Certificate2Collection? ClientCas { get; }
+    public X509Certificate2Collection? ClientCas { get; private set; }
 
     /// <summary>
     /// Reads and parses the files of <paramref name="options"/>; throws <see cref="TlsFileException"/>
@@ -101,7 +111,7 @@ internal sealed class TlsCredentials : IDisposable
         byte[]? ca = options.ClientCaFile is null ? null : ReadFile(options.ClientCaFile, TlsFile.ClientCa);
         try
         {
-            return new TlsCredentials(options, cert, key, ca, engine, ticketKey);
+            return new TlsCredentials(options, cert, key, ca, engine, ticketKey, fromFiles: true);
         }
         catch (TlsFileException e)
         {
@@ -113,7 +123,7 @@ internal sealed class TlsCredentials : IDisposable
     /// Parses bytes handed over by the parent (<see cref="TlsServer.ReadHandOff"/>).
     /// </summary>
     public static TlsCredentials FromPem(TlsOptions options, byte[] certificatePem, byte[] keyPem, byte[]? caPem, TlsEngine engine, ReadOnlySpan<byte> ticketKey) =>
-        new(options, certificatePem, keyPem, caPem, engine, ticketKey);
+        new(options, certificatePem, keyPem, caPem, engine, ticketKey, fromFiles: false);
 
     private static byte[] ReadFile(string path, TlsFile file)
     {
@@ -137,7 +147,7 @@ internal sealed class TlsCredentials : IDisposable
     public void Dispose() => Native?.Dispose();
 
     /// <summary>For the log: when the certificate expires, RFC 3339 UTC.</summary>
-    public string Expires => Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+    public string Expires => Certificate is null ? "-" : Certificate.NotAfter.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>Who runs a child's TLS sessions.</summary>

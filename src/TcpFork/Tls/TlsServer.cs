@@ -103,7 +103,7 @@ internal sealed unsafe class TlsServer : IDisposable
         Current = next;
         _ticketKey = ticketKey;
         previous.Dispose();
-        log.TlsReloaded(next.Certificate.Subject, next.Expires);
+        log.TlsReloaded(next.Certificate?.Subject ?? "-", next.Expires);
     }
 
     public void Dispose()
