@@ -71,6 +71,45 @@ public partial class InteropLayoutTests
         return facts;
     }
 
+    /// <summary>
+    /// OpenSSL 3's constants (the SSL_CTX_set_* macros' control numbers, option bits, error codes): the same
+    /// on every architecture, so checked with the native compiler and the platform's headers (libssl-dev).
+    /// </summary>
+    private static readonly (string C, long Ours)[] s_openSsl =
+    [
+        ("SSL_ERROR_NONE", Interop.SSL_ERROR_NONE), ("SSL_ERROR_SSL", Interop.SSL_ERROR_SSL), ("SSL_ERROR_WANT_READ", Interop.SSL_ERROR_WANT_READ),
+        ("SSL_ERROR_WANT_WRITE", Interop.SSL_ERROR_WANT_WRITE), ("SSL_ERROR_SYSCALL", Interop.SSL_ERROR_SYSCALL), ("SSL_ERROR_ZERO_RETURN", Interop.SSL_ERROR_ZERO_RETURN),
+        ("SSL_CTRL_EXTRA_CHAIN_CERT", Interop.SSL_CTRL_EXTRA_CHAIN_CERT), ("SSL_CTRL_MODE", Interop.SSL_CTRL_MODE), ("SSL_CTRL_SET_READ_AHEAD", Interop.SSL_CTRL_SET_READ_AHEAD),
+        ("SSL_CTRL_SET_SESS_CACHE_MODE", Interop.SSL_CTRL_SET_SESS_CACHE_MODE), ("SSL_CTRL_SET_TLSEXT_HOSTNAME", Interop.SSL_CTRL_SET_TLSEXT_HOSTNAME),
+        ("SSL_CTRL_SET_TLSEXT_TICKET_KEYS", Interop.SSL_CTRL_SET_TLSEXT_TICKET_KEYS), ("SSL_CTRL_SET_MIN_PROTO_VERSION", Interop.SSL_CTRL_SET_MIN_PROTO_VERSION),
+        ("SSL_CTRL_SET_MAX_PROTO_VERSION", Interop.SSL_CTRL_SET_MAX_PROTO_VERSION),
+        ("SSL_MODE_ENABLE_PARTIAL_WRITE", Interop.SSL_MODE_ENABLE_PARTIAL_WRITE), ("SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER", Interop.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER),
+        ("SSL_MODE_RELEASE_BUFFERS", Interop.SSL_MODE_RELEASE_BUFFERS), ("SSL_SESS_CACHE_OFF", 0),
+        ("SSL_OP_IGNORE_UNEXPECTED_EOF", (long)Interop.SSL_OP_IGNORE_UNEXPECTED_EOF), ("SSL_OP_NO_RENEGOTIATION", (long)Interop.SSL_OP_NO_RENEGOTIATION),
+        ("SSL_OP_CIPHER_SERVER_PREFERENCE", (long)Interop.SSL_OP_CIPHER_SERVER_PREFERENCE),
+        ("TLS1_2_VERSION", Interop.TLS1_2_VERSION), ("TLS1_3_VERSION", Interop.TLS1_3_VERSION),
+        ("SSL_VERIFY_PEER", Interop.SSL_VERIFY_PEER), ("SSL_VERIFY_FAIL_IF_NO_PEER_CERT", Interop.SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
+        ("SSL_TLSEXT_ERR_OK", Interop.SSL_TLSEXT_ERR_OK), ("SSL_TLSEXT_ERR_NOACK", Interop.SSL_TLSEXT_ERR_NOACK), ("OPENSSL_NPN_NEGOTIATED", Interop.OPENSSL_NPN_NEGOTIATED),
+        ("TLSEXT_NAMETYPE_host_name", 0), ("X509_V_OK", Interop.X509_V_OK),
+        ("X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT", Interop.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT), ("X509_V_ERR_CERT_SIGNATURE_FAILURE", Interop.X509_V_ERR_CERT_SIGNATURE_FAILURE),
+        ("X509_V_ERR_CERT_NOT_YET_VALID", Interop.X509_V_ERR_CERT_NOT_YET_VALID), ("X509_V_ERR_CERT_HAS_EXPIRED", Interop.X509_V_ERR_CERT_HAS_EXPIRED),
+        ("X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT", Interop.X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT), ("X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN", Interop.X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN),
+        ("X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY", Interop.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY),
+        ("X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE", Interop.X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE),
+        ("X509_V_ERR_INVALID_PURPOSE", Interop.X509_V_ERR_INVALID_PURPOSE), ("X509_V_ERR_CERT_UNTRUSTED", Interop.X509_V_ERR_CERT_UNTRUSTED),
+    ];
+
+    [Fact]
+    public void Every_OpenSSL_constant_matches_the_platform_headers()
+    {
+        string? gcc = Run.Which("gcc");
+        Assert.True(gcc is not null, "gcc is not installed (.ci/run installs it)");
+        Assert.True(File.Exists("/usr/include/openssl/ssl.h"), "OpenSSL's headers are not installed (.ci/run installs libssl-dev)");
+        long[] c = Evaluate(gcc!, [.. s_openSsl.Select(f => f.C)], "#include <openssl/ssl.h>\n#include <openssl/x509_vfy.h>\n");
+        string[] wrong = [.. s_openSsl.Select((f, i) => (f, i)).Where(x => c[x.i] != x.f.Ours).Select(x => $"{x.f.C}: OpenSSL says {c[x.i]}, tcpfork uses {x.f.Ours}")];
+        Assert.True(wrong.Length == 0, string.Join("; ", wrong));
+    }
+
     /// <summary>Opaque glibc types tcpfork only reserves room for: room at least as large as C's.</summary>
     private static readonly (string C, long Room)[] s_room =
     [
@@ -137,12 +176,12 @@ public partial class InteropLayoutTests
     }
 
     /// <summary>The values of <paramref name="expressions"/> as <paramref name="gcc"/>'s target computes them.</summary>
-    private static long[] Evaluate(string gcc, IReadOnlyList<string> expressions)
+    private static long[] Evaluate(string gcc, IReadOnlyList<string> expressions, string headers = Headers)
     {
         string dir = Directory.CreateTempSubdirectory("tcpfork-layout-").FullName;
         try
         {
-            var source = new StringBuilder(Headers).Append('\n');
+            var source = new StringBuilder(headers).Append('\n');
             for (int i = 0; i < expressions.Count; i++)
             {
                 source.Append(CultureInfo.InvariantCulture, $"const long tcpfork_{i} = (long)({expressions[i]});\n");

@@ -41,7 +41,7 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
     /// exits) only once the echo is in its output, since at stdin's EOF it stops reading. Returns its exit
     /// code and its whole output.
     /// </summary>
-    private static (int Code, string Stdout) SClient(string line, params string[] args)
+    internal static (int Code, string Stdout) SClient(string line, params string[] args)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("openssl") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("s_client");

@@ -191,8 +191,7 @@ internal sealed unsafe class OpenSslContext : SafeHandle
         nint client = 0, server = 0;
         try
         {
-            // The client's maximum: SSL_CTX_set_max_proto_version (ctrl 124).
-            Interop.SslCtxCtrl(clientCtx, 124, version, null);
+            Interop.SslCtxCtrl(clientCtx, Interop.SSL_CTRL_SET_MAX_PROTO_VERSION, version, null);
             client = Interop.SslNew(clientCtx);
             server = Interop.SslNew(handle);
             nint a, b;

@@ -188,10 +188,12 @@ internal sealed unsafe class OpenSslSession : IDisposable
     /// <summary>Why a client certificate was refused, in the words tcpfork logs for every TLS server.</summary>
     private static string Describe(nint code) => code switch
     {
-        9 or 10 => "expired or not yet valid", // X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED
-        2 or 18 or 19 or 20 or 21 or 27 => "not issued by the client CA", // issuer unknown, self-signed, untrusted
-        7 => "bad signature", // X509_V_ERR_CERT_SIGNATURE_FAILURE
-        26 => "not valid for client authentication", // X509_V_ERR_INVALID_PURPOSE
+        Interop.X509_V_ERR_CERT_NOT_YET_VALID or Interop.X509_V_ERR_CERT_HAS_EXPIRED => "expired or not yet valid",
+        Interop.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT or Interop.X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT or Interop.X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+            or Interop.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY or Interop.X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+            or Interop.X509_V_ERR_CERT_UNTRUSTED => "not issued by the client CA",
+        Interop.X509_V_ERR_CERT_SIGNATURE_FAILURE => "bad signature",
+        Interop.X509_V_ERR_INVALID_PURPOSE => "not valid for client authentication",
         _ => Marshal.PtrToStringUTF8((nint)Interop.X509VerifyCertErrorString(code)) ?? $"rejected ({code})",
     };
 
