@@ -67,6 +67,9 @@ internal static unsafe partial class Interop
     [LibraryImport(LibSsl, EntryPoint = "SSL_CTX_set_session_id_context")]
     internal static partial int SslCtxSetSessionIdContext(nint ctx, byte* context, uint length);
 
+    [LibraryImport(LibSsl, EntryPoint = "SSL_CTX_set_num_tickets")]
+    internal static partial int SslCtxSetNumTickets(nint ctx, nuint count);
+
     [LibraryImport(LibSsl, EntryPoint = "SSL_CTX_get_cert_store")]
     internal static partial nint SslCtxGetCertStore(nint ctx);
 

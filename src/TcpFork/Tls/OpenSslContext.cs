@@ -119,6 +119,8 @@ internal sealed unsafe class OpenSslContext : SafeHandle
         Interop.SslCtxCtrl(ctx, Interop.SSL_CTRL_SET_READ_AHEAD, 1, null);
         // A session cache in one child's memory would serve no other child: resumption is by ticket only.
         Interop.SslCtxCtrl(ctx, Interop.SSL_CTRL_SET_SESS_CACHE_MODE, 0, null);
+        // One TLS 1.3 ticket a connection (OpenSSL sends two): what a client resumes its next connection with.
+        Interop.SslCtxSetNumTickets(ctx, 1);
         fixed (byte* k = ticketKey)
         {
             Interop.SslCtxCtrl(ctx, Interop.SSL_CTRL_SET_TLSEXT_TICKET_KEYS, ticketKey.Length, k);
