@@ -36,12 +36,13 @@ internal static class BenchCommand
         var hold = new Option<bool>("--hold") { Description = "Open C connections, echo once on each, hold them for --duration, then close." };
         var bulk = OptionParsers.Count("--bulk", "Stream BYTES through one connection while reading them back; K, M, G suffixes.", sizes: true);
         var tls = new Option<bool>("--tls") { Description = "Over TLS (rate: each connection a full handshake, so conn/s is handshakes/s; bulk). The server's certificate is not verified." };
+        var tlsResume = new Option<bool>("--tls-resume") { Description = "With --tls, rate: allow session resumption (a connection may resume the session the client cached from an earlier one), so conn/s is mostly resumed handshakes/s." };
         var json = new Option<bool>("--json") { Description = "One JSON object on stdout instead of the report." };
         var timeout = OptionParsers.Seconds("--timeout", OptionParsers.WithDefault("Seconds before a connect, read or write counts as a timeout.", DefaultTimeoutSeconds), 0.001, 86400);
 
         var command = new Command("bench", "Load an echo server (tcpfork echo, or any other) and report conn/s, MiB/s and latency; every echoed byte is checked.")
         {
-            target, connections, duration, concurrency, rounds, size, hold, bulk, tls, json, timeout,
+            target, connections, duration, concurrency, rounds, size, hold, bulk, tls, tlsResume, json, timeout,
         };
         command.SetAction(parsed =>
         {
@@ -53,12 +54,16 @@ internal static class BenchCommand
             {
                 throw new UsageException("--tls applies to the rate and --bulk workloads, not --hold");
             }
+            if (parsed.GetValue(tlsResume) && !parsed.GetValue(tls))
+            {
+                throw new UsageException("--tls-resume needs --tls");
+            }
             if (parsed.GetValue(hold) && parsed.GetValue(bulk) is not null)
             {
                 throw new UsageException("--hold and --bulk are different workloads: give one");
             }
             // A workload's report says what it measured; an option it would ignore is refused, not dropped silently.
-            (string Workload, Option[] Unused)? mismatch = parsed.GetValue(bulk) is not null ? ("--bulk (one connection)", [connections, duration, concurrency, rounds, size])
+            (string Workload, Option[] Unused)? mismatch = parsed.GetValue(bulk) is not null ? ("--bulk (one connection)", [connections, duration, concurrency, rounds, size, tlsResume])
                 : parsed.GetValue(hold) ? ("--hold", [connections, rounds]) : null;
             if (mismatch is { } m && m.Unused.FirstOrDefault(o => parsed.GetResult(o) is { Implicit: false }) is { } unused)
             {
@@ -84,7 +89,7 @@ internal static class BenchCommand
             }
             var settings = new BenchSettings(t.Text, address, n, d, parsed.GetValue(concurrency) ?? DefaultConcurrency, parsed.GetValue(rounds) ?? DefaultRounds,
                 parsed.GetValue(size) ?? DefaultSize, holding, parsed.GetValue(bulk), parsed.GetValue(json), (int)Math.Ceiling((parsed.GetValue(timeout) ?? DefaultTimeoutSeconds) * 1000),
-                parsed.GetValue(tls));
+                parsed.GetValue(tls), parsed.GetValue(tlsResume));
             return BenchRunner.Run(settings, Reproduce(parsed));
         });
         return command;

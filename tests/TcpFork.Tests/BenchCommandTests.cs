@@ -109,6 +109,8 @@ public class BenchCommandTests
     [InlineData("--bulk 1M -s 100", "--size does not apply to --bulk (one connection)")]
     [InlineData("--bulk 1M -n 5", "--connections does not apply to --bulk (one connection)")]
     [InlineData("--hold -r 3", "--rounds does not apply to --hold")]
+    [InlineData("--tls --bulk 1M --tls-resume", "--tls-resume does not apply to --bulk (one connection)")]
+    [InlineData("--tls-resume -n 5", "--tls-resume needs --tls")]
     public void An_option_the_workload_would_ignore_is_refused(string args, string reason)
     {
         (int code, string stdout, string stderr) = Run.Command(Binaries.AotBinary, ["bench", "127.0.0.1:1", .. args.Split(' ')]);

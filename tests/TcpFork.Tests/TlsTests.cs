@@ -396,4 +396,38 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
         Assert.Matches("\"workload\":\"bulk\",\"tls\":true,.*\"ok\":1,\"failed\":0", stdout);
         server.WaitForLogCount(@"^tcpfork: end \d+ status 0$", 41);
     }
+
+    /// <summary>
+    /// What <c>bench --tls</c> measures, read from the server's <c>tls:</c> lines: by default every connection
+    /// is a full handshake (.NET's client would otherwise resume the session it cached from the previous
+    /// connection, and "handshakes/s" would be resumptions); with <c>--tls-resume</c> most of them resume.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public void Bench_tls_does_a_full_handshake_per_connection_unless_asked_to_resume(Flavor flavor)
+    {
+        const int Connections = 30;
+        using ServerProcess server = ServerProcess.StartEcho(flavor, files.ServerArgs());
+        (int Sessions, int Resumed, string Json) Bench(params string[] extra)
+        {
+            int from = server.LogCount;
+            (int code, string stdout, string stderr) = Run.Command(Binaries.AotBinary, ["bench", $"127.0.0.1:{server.Port}", "--tls", "-n", $"{Connections}", "-c", "2", .. extra, "--json"]);
+            Assert.True(code == 0, stdout + stderr);
+            // A child logs its tls: line before it exits; the parent logs end after reaping it.
+            server.WaitForLogCount(@"^tcpfork: end \d+ status 0$", Connections, from: from);
+            string[] sessions = [.. server.StderrLines.Skip(from).Select(l => Regex.Match(l, @"^tcpfork: tls: \d+: \S+ \S+ alpn - client - session (\S+)$")).Where(m => m.Success).Select(m => m.Groups[1].Value)];
+            Assert.All(sessions, s => Assert.Contains(s, (string[])["new", "resumed"]));
+            return (sessions.Length, sessions.Count(s => s == "resumed"), stdout);
+        }
+
+        (int sessions, int resumed, string json) = Bench();
+        Assert.Contains("\"tls\":true,\"resume\":false,", json, StringComparison.Ordinal);
+        Assert.Equal(Connections, sessions);
+        Assert.Equal(0, resumed);
+
+        (sessions, resumed, json) = Bench("--tls-resume");
+        Assert.Contains("\"tls\":true,\"resume\":true,", json, StringComparison.Ordinal);
+        Assert.Equal(Connections, sessions);
+        Assert.True(resumed > Connections / 2, $"{resumed} of {Connections} connections resumed");
+    }
 }

@@ -9,7 +9,7 @@ namespace TcpFork.Cli.Bench;
 /// <summary>What to run: one of the three workloads, and its sizes.</summary>
 internal sealed record BenchSettings(
     string Target, SockAddr Address, long? Connections, double? Duration, int Concurrency, int Rounds, int Size,
-    bool Hold, long? Bulk, bool Json, int TimeoutMs, bool Tls = false)
+    bool Hold, long? Bulk, bool Json, int TimeoutMs, bool Tls = false, bool TlsResume = false)
 {
     public string Workload => Bulk is not null ? "bulk" : Hold ? "hold" : "rate";
 }
@@ -94,7 +94,7 @@ internal static class BenchRunner
                 {
                     if (s.Tls)
                     {
-                        TlsLoadClient.EchoConnection(client, payload, back, s.Rounds, r);
+                        TlsLoadClient.EchoConnection(client, s.TlsResume, payload, back, s.Rounds, r);
                     }
                     else
                     {
@@ -291,6 +291,7 @@ internal static class BenchRunner
                 if (s.Tls)
                 {
                     j.WriteBoolean("tls", true);
+                    j.WriteBoolean("resume", s.TlsResume);
                 }
                 switch (s.Workload)
                 {
@@ -355,7 +356,8 @@ internal static class BenchRunner
             "hold" => $"{s.Concurrency} connections held for {s.Duration ?? 1} s, {s.Size} bytes echoed on each",
             _ => $"{(s.Connections is long n ? $"{n} connections" : $"{s.Duration} s")}, concurrency {s.Concurrency}, {s.Size} bytes x {s.Rounds} round{(s.Rounds > 1 ? "s" : "")}, half-close",
         };
-        o.WriteLine($"tcpfork bench {s.Target}: {what}{(s.Tls ? ", over TLS (a full handshake each connection)" : "")}");
+        string tls = !s.Tls ? "" : s.TlsResume ? ", over TLS (resumption allowed: a connection may resume a session from an earlier one)" : ", over TLS (a full handshake each connection)";
+        o.WriteLine($"tcpfork bench {s.Target}: {what}{tls}");
         o.WriteLine($"  {r.Ok} ok, {r.Failed} failed ({string.Join(", ", kinds.Select((k, i) => $"{k} {r.Failures[i]}"))})");
         o.WriteLine(s.Workload switch
         {

@@ -8,20 +8,28 @@ namespace TcpFork.Cli.Bench;
 /// <summary>
 /// <c>tcpfork bench --tls</c>: the rate and bulk workloads over TLS (SslStream, synchronous, one thread per
 /// connection as the plain client). The server's certificate is not verified: the benchmark measures, it
-/// does not authenticate. Each connection is a full handshake (no session resumption), so the rate
-/// workload's conn/s is handshakes/s. A connection ends with the client's close_notify after its last
-/// echo, then the server's close_notify or EOF is expected.
+/// does not authenticate. By default each connection is a full handshake, so the rate workload's conn/s is
+/// handshakes/s; with <c>--tls-resume</c> a connection may resume the session the client cached from an
+/// earlier one (TLS 1.3 tickets). A connection ends with the client's close_notify after its last echo,
+/// then the server's close_notify or EOF is expected.
 /// </summary>
 internal static class TlsLoadClient
 {
-    private static readonly SslClientAuthenticationOptions s_options = new()
+    // .NET's client resumes by default: it keeps the last session (ticket) per target host, process-wide,
+    // and offers it on the next connection to that host. AllowTlsResume = false gives that connection an
+    // SSL_CTX with no session cache, the same as the System.Net.Security.DisableTlsResume switch, but per
+    // connection, whatever else the process set.
+    private static readonly SslClientAuthenticationOptions s_full = Options(resume: false), s_resuming = Options(resume: true);
+
+    private static SslClientAuthenticationOptions Options(bool resume) => new()
     {
-        TargetHost = "localhost",
+        TargetHost = "localhost", // a host name, not an address: .NET keys its session cache by it
         RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        AllowTlsResume = resume,
     };
 
     /// <summary>Connects and handshakes; null (failure counted) on error.</summary>
-    public static SslStream? Connect(LoadClient client, BenchResult r, out Socket? socket)
+    public static SslStream? Connect(LoadClient client, bool resume, BenchResult r, out Socket? socket)
     {
         socket = null;
         int fd = client.Connect(r);
@@ -33,7 +41,7 @@ internal static class TlsLoadClient
         var tls = new SslStream(new NetworkStream(socket, ownsSocket: true));
         try
         {
-            tls.AuthenticateAsClient(s_options);
+            tls.AuthenticateAsClient(resume ? s_resuming : s_full);
             return tls;
         }
         catch (Exception e) when (e is IOException or AuthenticationException)
@@ -45,10 +53,10 @@ internal static class TlsLoadClient
     }
 
     /// <summary>One connection of the rate workload: handshake, R echo round trips, close_notify, EOF.</summary>
-    public static void EchoConnection(LoadClient client, byte[] payload, byte[] back, int rounds, BenchResult r)
+    public static void EchoConnection(LoadClient client, bool resume, byte[] payload, byte[] back, int rounds, BenchResult r)
     {
         long start = Stopwatch.GetTimestamp();
-        using SslStream? tls = Connect(client, r, out Socket? socket);
+        using SslStream? tls = Connect(client, resume, r, out Socket? socket);
         if (tls is null || socket is null)
         {
             return;
@@ -97,7 +105,7 @@ internal static class TlsLoadClient
     {
         var w = new BenchResult();
         var r = new BenchResult();
-        using SslStream? tls = Connect(client, w, out Socket? socket);
+        using SslStream? tls = Connect(client, resume: false, w, out Socket? socket);
         if (tls is null || socket is null)
         {
             return w;
