@@ -369,6 +369,36 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
         Assert.Equal("sent after the server's close\n", File.ReadAllText(later));
     }
 
+    /// <summary>
+    /// --limit-* reach a program behind TLS exactly as they reach it without (soft and hard, every
+    /// resource: /proc/self/limits whole), while the relay child that starts it keeps the parent's own:
+    /// a .NET process under the program's RLIMIT_AS or RLIMIT_NOFILE would break.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public async Task A_program_behind_TLS_gets_the_limits_it_gets_without_TLS_and_the_relay_keeps_its_own(Flavor flavor)
+    {
+        string[] limits = ["--limit-nofile", "17", "--limit-as", "200M", "--limit-cpu", "7", "--limit-nproc", "4000"];
+        const string Script = "cat /proc/$$/limits; echo relay; cat /proc/$PPID/limits";
+        string plain;
+        using (ServerProcess server = ServerProcess.StartExec(flavor, limits, "sh", "-c", Script))
+        {
+            using Socket s = EchoClient.Connect(server.Port);
+            plain = Encoding.UTF8.GetString(await EchoClient.ExchangeAsync(s, ReadOnlyMemory<byte>.Empty));
+        }
+        using (ServerProcess server = ServerProcess.StartExec(flavor, files.ServerArgs(limits), "sh", "-c", Script))
+        {
+            using SslStream tls = await files.ConnectAsync(server.Port);
+            string[] got = Encoding.UTF8.GetString(await TlsFiles.RoundTripAsync(tls, [])).Split("relay\n");
+            Assert.Equal(2, got.Length);
+            Assert.Matches(@"\nMax open files +17 +17 +files *\n", got[0]);
+            Assert.Matches(@"\nMax address space +209715200 +209715200 +bytes *\n", got[0]);
+            Assert.Equal(plain.Split("relay\n")[0], got[0]);
+            Assert.Equal(File.ReadAllText($"/proc/{server.Pid}/limits"), got[1]); // the relay: the parent's limits, none of the program's
+            server.WaitForLog(@"^tcpfork: end \d+ status 0$");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Modes))]
     public async Task Exec_cat_echoes_through_TLS_and_refuses_a_plaintext_client(Flavor flavor)
