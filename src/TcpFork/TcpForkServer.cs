@@ -81,6 +81,10 @@ public sealed class TcpForkServer
         {
             return true;
         }
+        if (LimitedExec.TryServeSpawned(out exitCode))
+        {
+            return true;
+        }
         if (!ChildRole.TryTake(handler == (ConnectionHandler)EchoHandler.Handle, out int fd, out Accepted accepted, out ChildRole.Settings settings, out ExecProgram? program))
         {
             return false;

@@ -78,7 +78,11 @@ internal static unsafe class ChildRole
     /// where <c>parent</c> (with <see cref="TcpForkServerOptions.DieWithParent"/>, else empty) is the pid to die with.
     /// </summary>
     public static string EncodeSettings(TcpForkServerOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"log={(int)o.LogLevel};format={(int)o.LogFormat};ts={(o.LogTimestamps ? 1 : 0)};as={o.Limits.AddressSpace};cpu={o.Limits.CpuSeconds};nofile={o.Limits.OpenFiles};nproc={o.Limits.Processes};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
+        $"log={(int)o.LogLevel};format={(int)o.LogFormat};ts={(o.LogTimestamps ? 1 : 0)};{EncodeLimits(o.Limits)};parent={(o.DieWithParent ? Interop.GetPid() : null)}");
+
+    /// <summary>The limits part of <see cref="EncodeSettings"/>, <c>as=N;cpu=N;nofile=N;nproc=N</c>; <see cref="DecodeSettings"/> reads it alone too.</summary>
+    public static string EncodeLimits(ChildLimits l) => string.Create(CultureInfo.InvariantCulture,
+        $"as={l.AddressSpace};cpu={l.CpuSeconds};nofile={l.OpenFiles};nproc={l.Processes}");
 
     /// <summary>
     /// <paramref name="program"/> as <c>KEY=VALUE</c> entries: one variable per argument and per

@@ -26,7 +26,7 @@ internal sealed unsafe class ExecHandler
     {
         if (connection.IsTls)
         {
-            return TlsRelay.Run(connection, _program, Environment(connection));
+            return TlsRelay.Run(connection, _program, Environment(connection), _limits);
         }
         using NativeCommand command = NativeCommand.Program(_program.File, _program.Argv, Environment(connection), 0);
         int fd = connection.Handle;
@@ -38,22 +38,7 @@ internal sealed unsafe class ExecHandler
         {
             Interop.Close(fd);
         }
-        // Last, with nothing left to allocate: RLIMIT_AS is the program's own, not this process's.
-        _limits.Apply(managedHandler: false);
-        // An ignored signal stays ignored across exec (SIGPIPE is, in every .NET process): give the program defaults.
-        for (int signal = 1; signal < 65; signal++)
-        {
-            if (signal is not (Interop.SIGKILL or 19))
-            {
-                Interop.Signal(signal, Interop.SIG_DFL);
-            }
-        }
-        // And the mask, at the last moment before exec (as pal_process.c does): a blocked signal would survive it.
-        SigSet none;
-        Interop.SigEmptySet(&none);
-        Interop.PthreadSigMask(Interop.SIG_SETMASK, &none, null);
-        Interop.Execvpe(command.Path, command.Argv, command.Envp);
-        Errno error = Interop.LastError;
+        Errno error = LimitedExec.Replace(command, _limits);
         connection.Log.ExecFailed(_program.File, error);
         return 127;
     }

@@ -48,6 +48,9 @@ internal static unsafe partial class Interop
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     internal static partial int Close(int fd);
 
+    /// <summary>close_range(2)'s flag: mark the range close-on-exec instead of closing it (Linux 5.11).</summary>
+    internal const int CLOSE_RANGE_CLOEXEC = 4;
+
     [LibraryImport(Libc, EntryPoint = "close_range", SetLastError = true)]
     internal static partial int CloseRange(uint first, uint last, int flags);
 

@@ -44,11 +44,14 @@ internal sealed unsafe class NativeCommand : IDisposable
     /// <c>dotnet x.dll</c> too), with this process's environment less <paramref name="remove"/>
     /// plus <paramref name="add"/>.
     /// </summary>
-    public static NativeCommand ThisProgram(IEnumerable<string> remove, IEnumerable<string> add)
+    public static NativeCommand ThisProgram(IEnumerable<string> remove, IEnumerable<string> add) => ThisProgram(Environ(remove).Concat(add));
+
+    /// <summary>This same program run the same way, with exactly the environment <paramref name="env"/>.</summary>
+    public static NativeCommand ThisProgram(IEnumerable<string> env)
     {
         string path = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this program's executable");
         string[] argv = Encoding.UTF8.GetString(File.ReadAllBytes("/proc/self/cmdline")).TrimEnd('\0').Split('\0');
-        return new NativeCommand(path, argv, Environ(remove).Concat(add).ToList());
+        return new NativeCommand(path, argv, env.ToList());
     }
 
     /// <summary>This process's environment as KEY=VALUE, less the named variables and less any of the spawned child role's.</summary>

@@ -71,13 +71,20 @@ internal sealed unsafe class SpawnAttributes : IDisposable
         return FileActions;
     }
 
-    /// <summary>Starts the file actions for one child: <paramref name="input"/> onto 0, <paramref name="output"/> onto 1, everything above stderr closed.</summary>
-    public void* Streams(int input, int output)
+    /// <summary>
+    /// Starts the file actions for one child: <paramref name="input"/> onto 0, <paramref name="output"/> onto 1,
+    /// <paramref name="also"/> (when not -1) onto 3, everything above the last of them closed.
+    /// </summary>
+    public void* Streams(int input, int output, int also = -1)
     {
         Interop.PosixSpawnFileActionsInit(FileActions);
         Interop.PosixSpawnFileActionsAddDup2(FileActions, input, 0);
         Interop.PosixSpawnFileActionsAddDup2(FileActions, output, 1);
-        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, 3);
+        if (also >= 0)
+        {
+            Interop.PosixSpawnFileActionsAddDup2(FileActions, also, 3);
+        }
+        Interop.PosixSpawnFileActionsAddCloseFrom(FileActions, also >= 0 ? 4 : 3);
         return FileActions;
     }
 

@@ -2,8 +2,9 @@ namespace TcpFork;
 
 /// <summary>
 /// <c>tcpfork exec --tls-cert …</c>: the child ends TLS and relays plaintext to the program over two
-/// socketpairs, one a direction, on the program's descriptors 0 and 1 (posix_spawn, in the child's own
-/// process group, so the parent's signals reach both). One a direction so that each closes on its own:
+/// socketpairs, one a direction, on the program's descriptors 0 and 1 (started by <see cref="LimitedExec"/>
+/// with the --limit-* the relay itself stays outside of, in the relay's process group, so the parent's
+/// signals reach both). One a direction so that each closes on its own:
 /// the client's close_notify or EOF becomes shutdown(SHUT_WR) on the input pair (the program reads EOF),
 /// and the program's closing descriptor 1 (or shutting it down, or exiting) becomes close_notify and the
 /// socket's FIN — with one socket on both 0 and 1 closing 1 alone would not end anything. The child exits
@@ -17,7 +18,7 @@ internal static unsafe class TlsRelay
 {
     private const int Chunk = 16 * 1024; // one TLS record
 
-    public static int Run(Connection connection, ExecProgram program, List<string> env)
+    public static int Run(Connection connection, ExecProgram program, List<string> env, ChildLimits limits)
     {
         OpenSslSession tls = connection.TlsSession ?? throw new InvalidOperationException("the exec relay needs tcpfork's own TLS session");
         env.RemoveAll(e => TlsEnvironment.Names.Any(n => e.StartsWith(n + "=", StringComparison.Ordinal)));
@@ -30,20 +31,14 @@ internal static unsafe class TlsRelay
             throw Interop.Error("socketpair");
         }
         int toProgram = input[0], fromProgram = output[0];
-        int pid, rc;
-        using (NativeCommand command = NativeCommand.Program(program.File, program.Argv, env, 0))
-        using (var spawn = new SpawnAttributes(ownGroup: false))
-        {
-            rc = Interop.PosixSpawnP(&pid, command.Path, spawn.Streams(input[1], output[1]), spawn.Attributes, command.Argv, command.Envp);
-            spawn.Done();
-        }
+        int pid = LimitedExec.Start(program, env, input[1], output[1], limits, out Errno error);
         Interop.Close(input[1]);
         Interop.Close(output[1]);
-        if (rc != 0)
+        if (pid < 0)
         {
             Interop.Close(toProgram);
             Interop.Close(fromProgram);
-            connection.Log.ExecFailed(program.File, (Errno)rc);
+            connection.Log.ExecFailed(program.File, error);
             return 127;
         }
         if (Interop.SetNonBlocking(toProgram) < 0 || Interop.SetNonBlocking(fromProgram) < 0)
