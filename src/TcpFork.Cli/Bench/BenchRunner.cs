@@ -90,11 +90,12 @@ internal static class BenchRunner
                 var r = results[id] = new BenchResult();
                 byte[] payload = Pattern(s.Size, id);
                 byte[] back = new byte[s.Size];
+                using TlsHandshakeClient? tls = s.Tls ? new TlsHandshakeClient(s.TlsResume) : null;
                 while (Interlocked.Increment(ref issued) <= total && Stopwatch.GetTimestamp() < deadline)
                 {
-                    if (s.Tls)
+                    if (tls is not null)
                     {
-                        TlsLoadClient.EchoConnection(client, s.TlsResume, payload, back, s.Rounds, r);
+                        tls.EchoConnection(client, payload, back, s.Rounds, r);
                     }
                     else
                     {

@@ -6,30 +6,25 @@ using System.Security.Authentication;
 namespace TcpFork.Cli.Bench;
 
 /// <summary>
-/// <c>tcpfork bench --tls</c>: the rate and bulk workloads over TLS (SslStream, synchronous, one thread per
-/// connection as the plain client). The server's certificate is not verified: the benchmark measures, it
-/// does not authenticate. By default each connection is a full handshake, so the rate workload's conn/s is
-/// handshakes/s; with <c>--tls-resume</c> a connection may resume the session the client cached from an
-/// earlier one (TLS 1.3 tickets). A connection ends with the client's close_notify after its last echo,
-/// then the server's close_notify or EOF is expected.
+/// <c>tcpfork bench --tls --bulk</c>: one connection through SslStream, written by one thread while another
+/// reads it (SslStream allows one reader and one writer at once; an OpenSSL session does not). Its cost
+/// per byte is the record crypto, which every client pays alike; the rate workload, where a client's own
+/// per-connection cost weighs, is <see cref="TlsHandshakeClient"/>. The server's certificate is not
+/// verified, and the handshake is a full one.
 /// </summary>
 internal static class TlsLoadClient
 {
-    // .NET's client resumes by default: it keeps the last session (ticket) per target host, process-wide,
-    // and offers it on the next connection to that host. AllowTlsResume = false gives that connection an
-    // SSL_CTX with no session cache, the same as the System.Net.Security.DisableTlsResume switch, but per
-    // connection, whatever else the process set.
-    private static readonly SslClientAuthenticationOptions s_full = Options(resume: false), s_resuming = Options(resume: true);
-
-    private static SslClientAuthenticationOptions Options(bool resume) => new()
+    // .NET's client resumes by default (the last session per target host, process-wide); AllowTlsResume =
+    // false gives this connection an SSL_CTX with no session cache.
+    private static readonly SslClientAuthenticationOptions s_options = new()
     {
-        TargetHost = "localhost", // a host name, not an address: .NET keys its session cache by it
+        TargetHost = "localhost",
         RemoteCertificateValidationCallback = (_, _, _, _) => true,
-        AllowTlsResume = resume,
+        AllowTlsResume = false,
     };
 
     /// <summary>Connects and handshakes; null (failure counted) on error.</summary>
-    public static SslStream? Connect(LoadClient client, bool resume, BenchResult r, out Socket? socket)
+    public static SslStream? Connect(LoadClient client, BenchResult r, out Socket? socket)
     {
         socket = null;
         int fd = client.Connect(r);
@@ -41,7 +36,7 @@ internal static class TlsLoadClient
         var tls = new SslStream(new NetworkStream(socket, ownsSocket: true));
         try
         {
-            tls.AuthenticateAsClient(resume ? s_resuming : s_full);
+            tls.AuthenticateAsClient(s_options);
             return tls;
         }
         catch (Exception e) when (e is IOException or AuthenticationException)
@@ -49,43 +44,6 @@ internal static class TlsLoadClient
             r.Fail(Classify(e));
             tls.Dispose();
             return null;
-        }
-    }
-
-    /// <summary>One connection of the rate workload: handshake, R echo round trips, close_notify, EOF.</summary>
-    public static void EchoConnection(LoadClient client, bool resume, byte[] payload, byte[] back, int rounds, BenchResult r)
-    {
-        long start = Stopwatch.GetTimestamp();
-        using SslStream? tls = Connect(client, resume, r, out Socket? socket);
-        if (tls is null || socket is null)
-        {
-            return;
-        }
-        try
-        {
-            for (int round = 0; round < rounds; round++)
-            {
-                tls.Write(payload);
-                tls.ReadExactly(back);
-                if (!back.AsSpan().SequenceEqual(payload))
-                {
-                    r.Fail(Failure.Mismatch);
-                    return;
-                }
-            }
-            Close(tls, socket);
-            if (tls.Read(back) != 0)
-            {
-                r.Fail(Failure.Mismatch);
-                return;
-            }
-            r.Ok++;
-            r.Bytes += 2L * payload.Length * rounds;
-            r.LatencyTicks.Add(Stopwatch.GetTimestamp() - start);
-        }
-        catch (Exception e) when (e is IOException or AuthenticationException)
-        {
-            r.Fail(e is EndOfStreamException ? Failure.Short : Classify(e));
         }
     }
 
@@ -105,7 +63,7 @@ internal static class TlsLoadClient
     {
         var w = new BenchResult();
         var r = new BenchResult();
-        using SslStream? tls = Connect(client, resume: false, w, out Socket? socket);
+        using SslStream? tls = Connect(client, w, out Socket? socket);
         if (tls is null || socket is null)
         {
             return w;

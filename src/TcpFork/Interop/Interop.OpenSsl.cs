@@ -143,6 +143,15 @@ internal static unsafe partial class Interop
     [LibraryImport(LibSsl, EntryPoint = "SSL_get_verify_result")]
     internal static partial nint SslGetVerifyResult(nint ssl);
 
+    [LibraryImport(LibSsl, EntryPoint = "SSL_get1_session")]
+    internal static partial nint SslGet1Session(nint ssl);
+
+    [LibraryImport(LibSsl, EntryPoint = "SSL_set_session")]
+    internal static partial int SslSetSession(nint ssl, nint session);
+
+    [LibraryImport(LibSsl, EntryPoint = "SSL_SESSION_free")]
+    internal static partial void SslSessionFree(nint session);
+
     [LibraryImport(LibSsl, EntryPoint = "SSL_session_reused")]
     internal static partial int SslSessionReused(nint ssl);
 
