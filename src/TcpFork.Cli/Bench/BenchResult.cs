@@ -23,6 +23,14 @@ internal sealed class BenchResult
 
     public void Fail(Failure kind) => Failures[(int)kind]++;
 
+    /// <summary>One connection of the rate workload done: <paramref name="bytes"/> moved, timed from <paramref name="startTimestamp"/>.</summary>
+    public void Completed(long bytes, long startTimestamp)
+    {
+        Ok++;
+        Bytes += bytes;
+        LatencyTicks.Add(System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
+    }
+
     public static BenchResult Merge(IEnumerable<BenchResult> parts)
     {
         var all = new BenchResult();

@@ -168,9 +168,7 @@ internal sealed unsafe class LoadClient(SockAddr target, int timeoutMs)
             {
                 return;
             }
-            r.Ok++;
-            r.Bytes += 2L * payload.Length * rounds;
-            r.LatencyTicks.Add(Stopwatch.GetTimestamp() - start);
+            r.Completed(2L * payload.Length * rounds, start);
         }
         finally
         {

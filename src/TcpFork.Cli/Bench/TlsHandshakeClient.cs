@@ -96,9 +96,7 @@ internal sealed unsafe class TlsHandshakeClient(bool resume) : IDisposable
                     return;
                 }
             }
-            r.Ok++;
-            r.Bytes += 2L * payload.Length * rounds;
-            r.LatencyTicks.Add(Stopwatch.GetTimestamp() - start);
+            r.Completed(2L * payload.Length * rounds, start);
         }
         finally
         {
