@@ -119,9 +119,6 @@ internal static unsafe partial class Interop
     [LibraryImport(LibSsl, EntryPoint = "SSL_shutdown", SetLastError = true)]
     internal static partial int SslShutdown(nint ssl);
 
-    [LibraryImport(LibSsl, EntryPoint = "SSL_pending")]
-    internal static partial int SslPending(nint ssl);
-
     [LibraryImport(LibSsl, EntryPoint = "SSL_version")]
     internal static partial int SslVersion(nint ssl);
 

@@ -43,7 +43,7 @@ internal sealed unsafe class OpenSslSession : IDisposable
         TimeSpan timeout = server.Options.HandshakeTimeout;
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         int fd = connection.Handle;
-        string? failure = Interop.SetNonBlocking(fd) < 0 ? Errors.Text(Interop.LastError) : null;
+        string? failure = Interop.SetNonBlocking(fd) < 0 ? Text(Interop.LastError) : null;
         // OpenSSL writes a flight's records, and the session tickets after it, one send each: without
         // TCP_NODELAY the last waits for the client's delayed ACK (measured: 11 ms a handshake). Fails
         // harmlessly on a unix socket.
@@ -106,11 +106,11 @@ internal sealed unsafe class OpenSslSession : IDisposable
             }
             if (Interop.LastError != Errno.EAGAIN)
             {
-                return Errors.Text(Interop.LastError);
+                return Text(Interop.LastError);
             }
             if (Wait(fd, Interop.POLLIN, deadline) is { } problem)
             {
-                return problem == Errno.ETIMEDOUT ? TimedOut(timeout) : Errors.Text(problem);
+                return problem == Errno.ETIMEDOUT ? TimedOut(timeout) : Text(problem);
             }
         }
     }
@@ -131,7 +131,7 @@ internal sealed unsafe class OpenSslSession : IDisposable
                 if (Wait(fd, error == Interop.SSL_ERROR_WANT_READ ? Interop.POLLIN : Interop.POLLOUT, deadline) is { } problem)
                 {
                     Interop.ErrClearError();
-                    return problem == Errno.ETIMEDOUT ? TimedOut(timeout) : Errors.Text(problem);
+                    return problem == Errno.ETIMEDOUT ? TimedOut(timeout) : Text(problem);
                 }
                 continue;
             }
@@ -149,17 +149,20 @@ internal sealed unsafe class OpenSslSession : IDisposable
             {
                 return errno == Errno.ECONNRESET ? "the client reset the connection"
                     : r == 0 || errno == 0 ? "the client closed the connection before the handshake completed"
-                    : Errors.Text(errno);
+                    : Text(errno);
             }
             return reason ?? "the client closed the connection before the handshake completed";
         }
     }
 
+    /// <summary>strerror's text, for the log.</summary>
+    private static string Text(Errno e) => SystemCallException.Describe((int)e);
+
     private static string TimedOut(TimeSpan timeout) =>
         $"timed out after {timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s";
 
     /// <summary>Waits until <paramref name="fd"/> is ready for <paramref name="events"/>, up to <paramref name="deadline"/> (<see cref="long.MaxValue"/>: no limit); 0, ETIMEDOUT or the poll error.</summary>
-    internal static Errno? Wait(int fd, short events, long deadline)
+    private static Errno? Wait(int fd, short events, long deadline)
     {
         while (true)
         {
@@ -283,9 +286,6 @@ internal sealed unsafe class OpenSslSession : IDisposable
         }
     }
 
-    /// <summary>True when OpenSSL holds decrypted bytes a read returns without the socket.</summary>
-    public bool HasBuffered => Interop.SslPending(_ssl) > 0;
-
     private int Outcome(int r, bool zeroIsEnd)
     {
         Errno errno = Interop.LastError;
@@ -306,7 +306,7 @@ internal sealed unsafe class OpenSslSession : IDisposable
         }
         string? reason = Interop.OpenSslError();
         Errno code = error == Interop.SSL_ERROR_SYSCALL && errno != 0 ? errno : Errno.EPROTO;
-        throw new IOException(reason ?? Errors.Text(code)) { HResult = (int)code };
+        throw new IOException(reason ?? Text(code)) { HResult = (int)code };
     }
 
     /// <summary>Reads plaintext, waiting as long as it takes: the count, or 0 at the client's close_notify or EOF.</summary>
@@ -342,7 +342,7 @@ internal sealed unsafe class OpenSslSession : IDisposable
     {
         if (Wait(Fd, events, long.MaxValue) is { } e)
         {
-            throw new IOException(Errors.Text(e)) { HResult = (int)e };
+            throw new IOException(Text(e)) { HResult = (int)e };
         }
     }
 
@@ -372,13 +372,5 @@ internal sealed unsafe class OpenSslSession : IDisposable
             Interop.SslFree(_ssl);
             _ssl = 0;
         }
-    }
-
-    /// <summary>strerror text for the log.</summary>
-    private static class Errors
-    {
-        public static string Text(Errno e) => System.Text.Encoding.UTF8.GetString(Interop.ErrorText(e));
-
-        public static string Text(Errno? e) => e is { } v ? Text(v) : "";
     }
 }
