@@ -152,9 +152,13 @@ public class ParentInvariantTests
             await Refused(i);
             if (i % 100 == 5)
             {
-                // Not a wait for an event: time passing within a run is the point, so that its count is
-                // written with a fraction ("in the last 0.1 s"), which the 20 quick ones above may not have.
-                await Task.Delay(120);
+                // A longer run of the same cause (plaintext), so that its count is written with a fraction
+                // ("in the last 0.1 s"), which runs of 9 quick ones may not have: time spent refusing, not waiting.
+                var run = System.Diagnostics.Stopwatch.StartNew();
+                for (int more = 0; more < 500 && run.ElapsedMilliseconds < 120; more++)
+                {
+                    await Refused(1);
+                }
             }
         }
         (long after, int gcAfter) = Stats(server);

@@ -58,26 +58,21 @@ public sealed class PrometheusTests : IDisposable
 
         // Up to 60 s (Prometheus starts, scrapes each second): the latest sample must be the exact count.
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var clock = Stopwatch.StartNew();
         string last = "";
-        while (clock.Elapsed < TimeSpan.FromSeconds(60))
+        // Polled: Prometheus scrapes on its own schedule (every 1 s here) and tells no one.
+        await Poll.UntilAsync(async () =>
         {
             Assert.False(_prometheus.HasExited, $"prometheus exited {(_prometheus.HasExited ? _prometheus.ExitCode : 0)}:\n{string.Join('\n', log)}");
             try
             {
                 last = await http.GetStringAsync(new Uri($"http://127.0.0.1:{apiPort}/api/v1/query?query=tcpfork_connections_total"));
-                if (SampleOf(last) == Connections)
-                {
-                    return;
-                }
+                return SampleOf(last) == Connections;
             }
             catch (HttpRequestException)
             {
-                // not listening yet
+                return false; // not listening yet
             }
-            await Task.Delay(250);
-        }
-        Assert.Fail($"Prometheus never returned tcpfork_connections_total {Connections}; last answer: {last}\n{string.Join('\n', log.TakeLast(20))}");
+        }, TimeSpan.FromSeconds(60), () => $"Prometheus never returned tcpfork_connections_total {Connections}; last answer: {last}\n{string.Join('\n', log.TakeLast(20))}");
     }
 
     /// <summary>The value of the query's one series, or null while it has none.</summary>

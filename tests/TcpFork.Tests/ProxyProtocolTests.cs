@@ -306,16 +306,9 @@ public class ProxyProtocolTests
     }
 
     /// <summary>Until the parent's epoll set is as given (it changes within a loop turn of the event that changes it), within 10 s.</summary>
-    private static void WaitForEpollSet(ServerProcess server, bool listenerPolled, int connections)
-    {
-        var spin = new SpinWait();
-        long deadline = Environment.TickCount64 + 10_000;
-        while (EpollSet(server.Pid, server.Port) != (listenerPolled, connections))
-        {
-            Assert.True(Environment.TickCount64 < deadline, $"epoll set {EpollSet(server.Pid, server.Port)}, expected {(listenerPolled, connections)}");
-            spin.SpinOnce();
-        }
-    }
+    private static void WaitForEpollSet(ServerProcess server, bool listenerPolled, int connections) =>
+        Poll.Until(() => EpollSet(server.Pid, server.Port) == (listenerPolled, connections), TimeSpan.FromSeconds(10),
+            () => $"epoll set {EpollSet(server.Pid, server.Port)}, expected {(listenerPolled, connections)}");
 
     internal static byte[] V1(string source, string destination, int sourcePort, int destinationPort) =>
         Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"PROXY TCP4 {source} {destination} {sourcePort} {destinationPort}\r\n"));
@@ -355,14 +348,6 @@ public class ProxyProtocolTests
     }
 
     /// <summary>Until the peer's kernel has acknowledged every byte sent (SIOCOUTQ 0), within 5 s.</summary>
-    internal static void WaitUntilAcknowledged(Socket socket)
-    {
-        var spin = new SpinWait();
-        long deadline = Environment.TickCount64 + 5000;
-        while (Native.UnacknowledgedBytes(socket) > 0)
-        {
-            Assert.True(Environment.TickCount64 < deadline, "the server's kernel did not acknowledge a byte within 5 s");
-            spin.SpinOnce();
-        }
-    }
+    internal static void WaitUntilAcknowledged(Socket socket) =>
+        Poll.Until(() => Native.UnacknowledgedBytes(socket) == 0, TimeSpan.FromSeconds(5), () => "the server's kernel did not acknowledge a byte within 5 s");
 }

@@ -14,11 +14,8 @@ public sealed class TlsEngineTests(TlsFiles files) : IClassFixture<TlsFiles>
     [MemberData(nameof(Modes))]
     public void A_session_one_child_made_resumes_in_another_until_a_reload_changes_the_certificate(Flavor flavor)
     {
-        string dir = Path.Combine(files.Dir, $"resume-{flavor}");
-        Directory.CreateDirectory(dir);
-        string cert = Path.Combine(dir, "cert.pem"), key = Path.Combine(dir, "key.pem"), session = Path.Combine(dir, "session.pem");
-        File.Copy(files.Pem("server"), cert);
-        File.Copy(files.Key("server"), key);
+        (string cert, string key) = files.RotatableCopy($"resume-{flavor}");
+        string session = Path.Combine(Path.GetDirectoryName(cert)!, "session.pem");
         using ServerProcess server = ServerProcess.StartEcho(flavor, "-v", "--tls-cert", cert, "--tls-key", key);
         string[] client = ["-connect", $"127.0.0.1:{server.Port}", "-servername", "localhost", "-tls1_3"];
 
@@ -33,8 +30,7 @@ public sealed class TlsEngineTests(TlsFiles files) : IClassFixture<TlsFiles>
         Assert.Contains("second\n", stdout, StringComparison.Ordinal);
         server.WaitForLog(@"^tcpfork: tls: \d+: Tls13 \S+ alpn - client - session resumed$");
 
-        File.Copy(files.Pem("server2"), cert, overwrite: true);
-        File.Copy(files.Key("server2"), key, overwrite: true);
+        files.Rotate(cert, key);
         int from = server.LogCount;
         server.Signal(Native.SIGHUP);
         server.WaitForLog(@"^tcpfork: tls: reloaded certificate CN=rotated\.localhost ", from: from);

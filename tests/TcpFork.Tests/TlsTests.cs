@@ -196,18 +196,13 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
     [MemberData(nameof(Modes))]
     public async Task Sighup_rotates_the_certificate_for_new_clients_while_a_connected_one_goes_on(Flavor flavor)
     {
-        string dir = Path.Combine(files.Dir, $"rotate-{flavor}");
-        Directory.CreateDirectory(dir);
-        string cert = Path.Combine(dir, "cert.pem"), key = Path.Combine(dir, "key.pem");
-        File.Copy(files.Pem("server"), cert, overwrite: true);
-        File.Copy(files.Key("server"), key, overwrite: true);
+        (string cert, string key) = files.RotatableCopy($"rotate-{flavor}");
         using ServerProcess server = ServerProcess.StartEcho(flavor, "--tls-cert", cert, "--tls-key", key);
         using SslStream before = await files.ConnectAsync(server.Port);
         Assert.Equal("CN=localhost", before.RemoteCertificate!.Subject);
         Assert.Equal("a"u8.ToArray(), await ExchangeAsync(before, "a"u8.ToArray()));
 
-        File.Copy(files.Pem("server2"), cert, overwrite: true);
-        File.Copy(files.Key("server2"), key, overwrite: true);
+        files.Rotate(cert, key);
         int from = server.LogCount;
         server.Signal(Native.SIGHUP);
         server.WaitForLog(@"^tcpfork: tls: reloaded certificate CN=rotated\.localhost expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", from: from);
@@ -235,11 +230,7 @@ public sealed class TlsTests(TlsFiles files) : IClassFixture<TlsFiles>
     [MemberData(nameof(Modes))]
     public async Task Sighup_rereads_the_tls_files_only_when_one_changed(Flavor flavor)
     {
-        string dir = Path.Combine(files.Dir, $"stamps-{flavor}");
-        Directory.CreateDirectory(dir);
-        string cert = Path.Combine(dir, "cert.pem"), key = Path.Combine(dir, "key.pem");
-        File.Copy(files.Pem("server"), cert, overwrite: true);
-        File.Copy(files.Key("server"), key, overwrite: true);
+        (string cert, string key) = files.RotatableCopy($"stamps-{flavor}");
         using ServerProcess server = ServerProcess.StartEcho(flavor, "--tls-cert", cert, "--tls-key", key);
         const string Reloaded = @"^tcpfork: tls: reloaded certificate ";
         void Sighup(string? reloaded)

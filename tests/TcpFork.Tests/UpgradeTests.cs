@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -73,17 +72,16 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
         string dir = Directory.CreateTempSubdirectory("tcpfork-upgrade-").FullName;
         string exe = Path.Combine(dir, "tcpfork");
         File.Copy(Binaries.AotBinary, exe);
-        using ServerProcess server = ServerProcess.Start(exe, ["echo", "--mode", "fork", "--upgrade"]);
+        using ServerProcess server = ServerProcess.Start(exe, ["echo", "-v", "--mode", "fork", "--upgrade"]);
         try
         {
             long original = ExeInode(server.Pid, exe);
-            var clock = Stopwatch.StartNew();
             Task<(int Code, string Stdout, string Stderr)> load = Task.Run(() =>
                 Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, "bench", $"127.0.0.1:{server.Port}", "-d", "20", "-c", "4", "--json"));
             List<int> generations = [server.Pid];
             for (int i = 0; i < 10; i++)
             {
-                await UpgradeTurn(clock, i, exe);
+                UpgradeTurn(server, i, exe);
                 Assert.Equal(0, Signal(generations[^1], Native.SIGUSR2));
                 generations.Add(TookOver(server, generations[^1]));
                 // Generations after the replacement run the new file, those before it the original.
@@ -123,7 +121,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
         File.Copy(Binaries.AotBinary, exe);
         int port = SystemdTests.FreePort();
         using var notify = new SystemdTests.NotifySocket();
-        using ServerProcess server = SystemdTests.ActivatedTcp(port, [exe, "echo", "--mode", "fork", "--upgrade"], out Socket first,
+        using ServerProcess server = SystemdTests.ActivatedTcp(port, [exe, "echo", "-v", "--mode", "fork", "--upgrade"], out Socket first,
             new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Address });
         try
         {
@@ -133,14 +131,13 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             }
             Assert.StartsWith("READY=1\n", notify.Receive());
             string listener = $"socket:[{Native.ListeningInode(port)}]";
-            var clock = Stopwatch.StartNew();
             Task<(int Code, string Stdout, string Stderr)> load = Task.Run(() =>
                 Run.Command(TimeSpan.FromMinutes(2), Binaries.AotBinary, "bench", $"127.0.0.1:{port}", "-d", "20", "-c", "4", "--json"));
             int current = server.Pid;
             HashSet<int> generations = [current];
             for (int i = 0; i < 10; i++)
             {
-                await UpgradeTurn(clock, i, exe);
+                UpgradeTurn(server, i, exe);
                 Assert.Equal(0, Signal(current, Native.SIGUSR2));
                 int next = TookOver(server, current);
                 Assert.Matches("^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\n$", NextNotStatus(notify));
@@ -457,17 +454,14 @@ public sealed partial class UpgradeTests(ITestOutputHelper output) : IDisposable
             .First(f => f.Length >= 6 && f[5] == exe)[4], CultureInfo.InvariantCulture);
 
     /// <summary>
-    /// Upgrade <paramref name="i"/> of 10 spread over a 20 s load: due 1 s + 1.7 s × i after the load began
-    /// (a schedule, not a wait for an event); before the sixth, <paramref name="exe"/> is replaced as a
-    /// package upgrade does it (a new file renamed over the old).
+    /// Upgrade <paramref name="i"/> of 10 comes once the load has ended another 300 connections (the
+    /// children's <c>end</c> lines at <c>-v</c>, every generation's), so each generation serves under load before it
+    /// hands over; before the sixth, <paramref name="exe"/> is replaced as a package upgrade does it (a new
+    /// file renamed over the old).
     /// </summary>
-    private static async Task UpgradeTurn(Stopwatch clock, int i, string exe)
+    private static void UpgradeTurn(ServerProcess server, int i, string exe)
     {
-        TimeSpan due = TimeSpan.FromSeconds(1 + (1.7 * i)) - clock.Elapsed;
-        if (due > TimeSpan.Zero)
-        {
-            await Task.Delay(due);
-        }
+        server.WaitForLogCount(@"^tcpfork: end \d+ status 0$", 300 * (i + 1), TimeSpan.FromSeconds(30));
         if (i == 5)
         {
             File.Copy(Binaries.AotBinary, exe + ".new");

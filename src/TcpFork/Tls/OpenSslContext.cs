@@ -93,7 +93,7 @@ internal sealed unsafe class OpenSslContext : SafeHandle
                 }
             }
         }
-        nint key = WithBio(keyPem, bio => Interop.PemReadBioPrivateKey(bio, 0, 0, 0));
+        nint key = WithBio(keyPem, static bio => Interop.PemReadBioPrivateKey(bio, 0, 0, 0));
         if (key == 0)
         {
             Interop.ErrClearError();
@@ -233,23 +233,16 @@ internal sealed unsafe class OpenSslContext : SafeHandle
 
     private static List<nint> ReadCertificates(byte[] pem, TlsFile file)
     {
-        var all = new List<nint>();
-        fixed (byte* p = pem)
+        List<nint> all = WithBio(pem, static bio =>
         {
-            nint bio = Interop.BioNewMemBuf(p, pem.Length);
-            try
+            var read = new List<nint>();
+            nint x;
+            while ((x = Interop.PemReadBioX509(bio, 0, 0, 0)) != 0)
             {
-                nint x;
-                while ((x = Interop.PemReadBioX509(bio, 0, 0, 0)) != 0)
-                {
-                    all.Add(x);
-                }
+                read.Add(x);
             }
-            finally
-            {
-                Interop.BioFree(bio);
-            }
-        }
+            return read;
+        });
         Interop.ErrClearError(); // the read that ends the loop queues "no start line"
         if (all.Count == 0)
         {
@@ -258,7 +251,8 @@ internal sealed unsafe class OpenSslContext : SafeHandle
         return all;
     }
 
-    private static nint WithBio(byte[] pem, Func<nint, nint> read)
+    /// <summary><paramref name="read"/> from a memory BIO over <paramref name="pem"/>, freed afterwards.</summary>
+    private static T WithBio<T>(byte[] pem, Func<nint, T> read)
     {
         fixed (byte* p = pem)
         {

@@ -101,6 +101,7 @@ internal sealed unsafe class TlsServer : IDisposable
         }
         TlsCredentials previous = Current;
         Current = next;
+        Array.Clear(_ticketKey);
         _ticketKey = ticketKey;
         previous.Dispose();
         log.TlsReloaded(next.Certificate?.Subject ?? "-", next.Expires);

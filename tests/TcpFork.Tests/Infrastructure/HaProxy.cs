@@ -161,18 +161,11 @@ public sealed class HaProxy : IDisposable
     /// <summary>Until <paramref name="condition"/> holds for <paramref name="server"/>'s row of <c>show stat</c>, within <paramref name="seconds"/>; returns that row.</summary>
     public Dictionary<string, string> WaitForServer(string server, Func<Dictionary<string, string>, bool> condition, string what, double seconds = 20)
     {
-        long deadline = Environment.TickCount64 + (long)(seconds * 1000);
-        var spin = new SpinWait();
-        while (true)
-        {
-            Dictionary<string, string> row = Stats()["be/" + server];
-            if (condition(row))
-            {
-                return row;
-            }
-            Assert.True(Environment.TickCount64 < deadline, $"HAProxy's {server} not {what} within {seconds} s: status {row["status"]}, scur {row["scur"]}; log:\n{Log}");
-            spin.SpinOnce(); // polled: HAProxy's log says when a server goes down (WaitForLog), not when its sessions end
-        }
+        // Polled: HAProxy's log says when a server goes down (WaitForLog), not when its sessions end.
+        Dictionary<string, string> row = Stats()["be/" + server];
+        Poll.Until(() => condition(row = Stats()["be/" + server]), TimeSpan.FromSeconds(seconds),
+            () => $"HAProxy's {server} not {what} within {seconds} s: status {row["status"]}, scur {row["scur"]}; log:\n{Log}");
+        return row;
     }
 
     private static string Binary =>

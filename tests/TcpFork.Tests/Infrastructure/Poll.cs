@@ -22,6 +22,17 @@ internal static class Poll
         }
     }
 
-    /// <inheritdoc cref="UntilAsync"/>
+    /// <summary>As <see cref="UntilAsync(Func{bool}, TimeSpan, Func{string})"/>, for a state read asynchronously (another program's HTTP API).</summary>
+    public static async Task UntilAsync(Func<Task<bool>> done, TimeSpan limit, Func<string> why)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await done())
+        {
+            Assert.True(clock.Elapsed < limit, why());
+            await Task.Delay(s_interval);
+        }
+    }
+
+    /// <inheritdoc cref="UntilAsync(Func{bool}, TimeSpan, Func{string})"/>
     public static void Until(Func<bool> done, TimeSpan limit, Func<string> why) => UntilAsync(done, limit, why).GetAwaiter().GetResult();
 }

@@ -32,6 +32,24 @@ public sealed class TlsFiles : IDisposable
 
     public string Key(string name) => Path.Combine(Dir, name + ".key");
 
+    /// <summary>A copy of the server's certificate and key in a directory of their own (<paramref name="name"/>), for a test that rewrites them.</summary>
+    public (string Cert, string Key) RotatableCopy(string name)
+    {
+        string dir = Path.Combine(Dir, name);
+        Directory.CreateDirectory(dir);
+        (string cert, string key) = (Path.Combine(dir, "cert.pem"), Path.Combine(dir, "key.pem"));
+        File.Copy(Pem("server"), cert, overwrite: true);
+        File.Copy(Key("server"), key, overwrite: true);
+        return (cert, key);
+    }
+
+    /// <summary>Overwrites <paramref name="cert"/> and <paramref name="key"/> with the rotated certificate (CN=rotated.localhost) and its key.</summary>
+    public void Rotate(string cert, string key)
+    {
+        File.Copy(Pem("server2"), cert, overwrite: true);
+        File.Copy(Key("server2"), key, overwrite: true);
+    }
+
     /// <summary>The <c>--tls-*</c> arguments for the server certificate, plus <paramref name="extra"/>.</summary>
     public string[] ServerArgs(params string[] extra) => ["--tls-cert", Pem("server"), "--tls-key", Key("server"), .. extra];
 
