@@ -12,15 +12,7 @@ internal static class Poll
     private static readonly TimeSpan s_interval = TimeSpan.FromMilliseconds(10);
 
     /// <summary>Returns once <paramref name="done"/> holds; fails the test with <paramref name="why"/> after <paramref name="limit"/>.</summary>
-    public static async Task UntilAsync(Func<bool> done, TimeSpan limit, Func<string> why)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!done())
-        {
-            Assert.True(clock.Elapsed < limit, why());
-            await Task.Delay(s_interval);
-        }
-    }
+    public static Task UntilAsync(Func<bool> done, TimeSpan limit, Func<string> why) => UntilAsync(() => Task.FromResult(done()), limit, why);
 
     /// <summary>As <see cref="UntilAsync(Func{bool}, TimeSpan, Func{string})"/>, for a state read asynchronously (another program's HTTP API).</summary>
     public static async Task UntilAsync(Func<Task<bool>> done, TimeSpan limit, Func<string> why)
